@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,14 +30,6 @@ static const struct {
     {"I64", HX_I64, 8}, {"I32", HX_I32, 4}, {"I16", HX_I16, 2},   {"I8", HX_I8, 1},
     {"U8", HX_U8, 1},   {"BOOL", HX_BOOL, 1},
 };
-
-static size_t dtype_size(enum hx_dtype d)
-{
-    for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
-        if (dtypes[i].dtype == d)
-            return dtypes[i].size;
-    return 0;
-}
 
 static const char *dtype_name(enum hx_dtype d)
 {
@@ -434,6 +427,18 @@ static void format_shape(char *buf, size_t cap, int ndim, const int64_t *shape)
         snprintf(buf + len, cap - len, "]");
 }
 
+/* A converted tensor's file pages are not needed again: drop the whole pages inside its byte
+ * range from this process's resident set, so that loading a model costs the float32 copies
+ * and not the mapping as well (the mapping stays valid; pages re-read on access). */
+static void release_pages(const void *data, size_t nbytes)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)data + page - 1) & ~(page - 1);
+    uintptr_t hi = ((uintptr_t)data + nbytes) & ~(page - 1);
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 int hx_st_load_f32(const struct hx_safetensors *st, const char *name, int ndim,
                    const int64_t *shape, float **out)
 {
@@ -460,26 +465,28 @@ int hx_st_load_f32(const struct hx_safetensors *st, const char *name, int ndim,
     if (!f)
         return HX_ENOMEM;
     const unsigned char *p = t->data;
-    size_t es = dtype_size(t->dtype);
-    for (int64_t i = 0; i < t->numel; i++, p += es) {
-        switch (t->dtype) {
-        case HX_F32:
-            memcpy(&f[i], p, 4);
-            break;
-        case HX_F64: {
+    size_t n = (size_t)t->numel;
+    switch (t->dtype) {
+    case HX_F32:
+        memcpy(f, p, n * 4);
+        break;
+    case HX_F64:
+        for (size_t i = 0; i < n; i++) {
             double d;
-            memcpy(&d, p, 8);
+            memcpy(&d, p + 8 * i, 8);
             f[i] = (float)d;
-            break;
         }
-        case HX_F16:
-            f[i] = hx_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
-            break;
-        default: /* HX_BF16 */
-            f[i] = hx_bf16_to_f32((uint16_t)(p[0] | p[1] << 8));
-            break;
-        }
+        break;
+    case HX_F16:
+        for (size_t i = 0; i < n; i++)
+            f[i] = hx_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        break;
+    default: /* HX_BF16 */
+        for (size_t i = 0; i < n; i++)
+            f[i] = hx_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        break;
     }
+    release_pages(p, t->nbytes);
     *out = f;
     return 0;
 }
