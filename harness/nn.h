@@ -28,6 +28,9 @@ void hx_quick_gelu(float *x, size_t n); /* x * sigmoid(1.702 x) */
 void hx_gelu_erf(float *x, size_t n);   /* 0.5 x (1 + erf(x / sqrt 2)) */
 void hx_gelu_tanh(float *x, size_t n);  /* 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) */
 
+/* exp(x) to 2e-7 relative error, vectorisable; exactly 0 below -87.3 (and for -INFINITY). */
+float hx_expf(float x);
+
 /* Softmax over each row of x[rows, cols], in place; -INFINITY entries get weight 0. */
 void hx_softmax_rows(float *x, int rows, int cols);
 

@@ -101,6 +101,42 @@ START_TEST(activations_match_definitions)
 }
 END_TEST
 
+START_TEST(fast_exp_is_accurate)
+{
+    double worst = 0;
+    for (float x = -87.0f; x < 88.0f; x += 0.0137f) {
+        double e = exp((double)x), r = fabs(hx_expf(x) - e) / e;
+        worst = r > worst ? r : worst;
+    }
+    ck_assert_msg(worst < 3e-7, "max relative error %g", worst);
+    ck_assert(hx_expf(-INFINITY) == 0.0f);
+    ck_assert(hx_expf(-100.0f) == 0.0f);
+    ck_assert(hx_expf(0.0f) == 1.0f);
+    ck_assert(isfinite(hx_expf(1000.0f)));
+}
+END_TEST
+
+START_TEST(softmax_matches_naive)
+{
+    int rows = 4, cols = 37; /* not a multiple of the 8 partial sums */
+    float *x = randv(rows * cols, 20), r[4 * 37];
+    x[3] = -INFINITY;
+    for (int i = 0; i < rows; i++) {
+        double m = -INFINITY, s = 0;
+        for (int j = 0; j < cols; j++)
+            m = fmax(m, x[i * cols + j]);
+        for (int j = 0; j < cols; j++)
+            s += exp(x[i * cols + j] - m);
+        for (int j = 0; j < cols; j++)
+            r[i * cols + j] = (float)(exp(x[i * cols + j] - m) / s);
+    }
+    hx_softmax_rows(x, rows, cols);
+    hx_assert_close("softmax", x, r, rows * cols, 1e-5, 1e-8);
+    ck_assert(x[3] == 0.0f);
+    free(x);
+}
+END_TEST
+
 /* Naive attention: loops over heads, queries and keys. */
 static void naive_attention(const float *q, const float *k, const float *v, int ld, int T,
                             int heads, int hd, float scale, const float *bias, int causal,
@@ -191,6 +227,8 @@ Suite *suite_nn(void)
     tcase_add_test(tc, linear_matches_naive);
     tcase_add_test(tc, layernorm_matches_naive);
     tcase_add_test(tc, activations_match_definitions);
+    tcase_add_test(tc, fast_exp_is_accurate);
+    tcase_add_test(tc, softmax_matches_naive);
     tcase_add_test(tc, attention_matches_naive);
     tcase_add_test(tc, causal_attention_matches_naive);
     tcase_add_test(tc, biased_attention_matches_naive);

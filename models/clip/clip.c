@@ -34,6 +34,7 @@ struct hx_clip {
     float *visual_proj;         /* [E, D] */
     float *pos_cache;           /* [1 + gh*gw, D] for the grid below */
     int pos_gh, pos_gw;
+    struct hx_vit_ws *ws;       /* encode_image's workspace, kept for the next image */
     /* text */
     float *tok_emb;             /* [V, Dt] */
     float *tpos_emb;            /* [max_positions, Dt] */
@@ -282,6 +283,7 @@ void hx_clip_free(struct hx_clip *m)
     free(m->vblocks);
     free(m->tblocks);
     free(m->pos_cache);
+    hx_vit_ws_free(m->ws);
     hx_tokenizer_free(m->tok);
     free(m);
 }
@@ -523,9 +525,13 @@ int hx_clip_encode_image(struct hx_clip *m, const float *img, int H, int W,
     int P = c->patch_size, gh = H / P, gw = W / P, T = 1 + gh * gw, D = c->hidden, rc;
     if (gh < 1 || gw < 1)
         return hx_err(HX_EINVAL, "image of %dx%d is smaller than one %dx%d patch", W, H, P, P);
-    struct hx_vit_ws *ws;
-    if ((rc = hx_vit_ws_new(&ws, m, T)))
-        return rc;
+    if (!m->ws || m->ws->T < T) {
+        hx_vit_ws_free(m->ws);
+        m->ws = NULL;
+        if ((rc = hx_vit_ws_new(&m->ws, m, T)))
+            return rc;
+    }
+    struct hx_vit_ws *ws = m->ws;
     float *x = ws->x;
     if ((rc = hx_clip_vision_embed(m, ws, img, H, W, x, &gh, &gw)))
         goto done;
@@ -546,7 +552,6 @@ int hx_clip_encode_image(struct hx_clip *m, const float *img, int H, int W,
     if (gw_out)
         *gw_out = gw;
 done:
-    hx_vit_ws_free(ws);
     return rc;
 }
 
