@@ -439,6 +439,12 @@ def _cat(ch):
     return unicodedata.category(ch)[0]
 
 
+def _is_space(ch):
+    """\\s of the pattern: Unicode White_Space. Python's str.isspace() also accepts the
+    separators U+001C..U+001F, which the pattern does not."""
+    return ch.isspace() and not "\x1c" <= ch <= "\x1f"
+
+
 _CONTRACTIONS = ("'s", "'t", "'re", "'ve", "'m", "'ll", "'d")
 
 
@@ -465,9 +471,9 @@ def pre_split(text):
                 j += 1
         elif _cat(c) == "N":
             j = i + 1
-        elif not c.isspace():
+        elif not _is_space(c):
             j = i + 1
-            while j < n and not text[j].isspace() and _cat(text[j]) not in "LN":
+            while j < n and not _is_space(text[j]) and _cat(text[j]) not in "LN":
                 j += 1
         else:
             i += 1
