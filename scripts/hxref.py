@@ -67,32 +67,37 @@ def write_safetensors(path, tensors, metadata=None):
     os.replace(tmp, path)
 
 
-def read_safetensors(path):
-    """Read a safetensors file into an ordered dict name -> torch.Tensor (checks the layout)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n].decode("utf-8"))
-    header.pop("__metadata__", None)
+def read_safetensors(path, select=None):
+    """Read a safetensors file into a dict name -> torch.Tensor, checking the layout (contiguous
+    offsets, sizes). With `select` (a predicate on names) only those tensors are read."""
     out = {}
-    base = 8 + n
     spans = []
-    for name, e in header.items():
-        npdt = _DT_NAME[e["dtype"]]
-        b, end = e["data_offsets"]
-        count = int(np.prod(e["shape"])) if e["shape"] else 1
-        if end - b != count * npdt.itemsize:
-            raise ValueError("%s: %s: byte length does not match shape" % (path, name))
-        arr = np.frombuffer(data, dtype=npdt, count=count, offset=base + b)
-        out[name] = torch.from_numpy(arr.copy().reshape(e["shape"]))
-        spans.append((b, end))
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n).decode("utf-8"))
+        size = os.fstat(f.fileno()).st_size
+        header.pop("__metadata__", None)
+        base = 8 + n
+        for name, e in header.items():
+            npdt = _DT_NAME[e["dtype"]]
+            b, end = e["data_offsets"]
+            count = int(np.prod(e["shape"])) if e["shape"] else 1
+            if end - b != count * npdt.itemsize:
+                raise ValueError("%s: %s: byte length does not match shape" % (path, name))
+            spans.append((b, end))
+            if select is None or select(name):
+                arr = np.empty(count, dtype=npdt)
+                f.seek(base + b)
+                if f.readinto(memoryview(arr).cast("B")) != end - b:
+                    raise ValueError("%s: %s: truncated file" % (path, name))
+                out[name] = torch.from_numpy(arr.reshape(e["shape"]))
     spans.sort()
     pos = 0
     for b, end in spans:
         if b != pos:
             raise ValueError("%s: hole or overlap at offset %d" % (path, b))
         pos = end
-    if base + pos != len(data):
+    if base + pos != size:
         raise ValueError("%s: data size mismatch" % path)
     return out
 
