@@ -135,7 +135,8 @@ def _tower_names(prefix, L):
     for i in range(L):
         p = "%s.encoder.layers.%d." % (prefix, i)
         for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            yield p + "self_attn.%s.weight" % proj, ("lin",)
+            yield p + "self_attn.%s.weight" % proj, ("qk" if proj in ("q_proj", "k_proj")
+                                                     else "lin",)
             yield p + "self_attn.%s.bias" % proj, ("bias",)
         yield p + "layer_norm1.weight", ("lnw",)
         yield p + "layer_norm1.bias", ("lnb",)
@@ -172,7 +173,7 @@ def weight_shapes(cfg):
             elif mod == "fc2":
                 shape = [Dm, Im] if what == "weight" else [Dm]
             else:
-                shape = [Dm, Dm] if what == "weight" and kind == "lin" else [Dm]
+                shape = [Dm, Dm] if what == "weight" and kind in ("lin", "qk") else [Dm]
             res.append((name, shape, kind))
         return res
 
@@ -193,8 +194,10 @@ def weight_shapes(cfg):
     return out
 
 
-def init_weights(cfg, seed, emb_std=0.5):
-    """Random weights with well-scaled activations: linear weights N(0, 1/in), biases
+def init_weights(cfg, seed, emb_std=0.5, qk_gain=2.0):
+    """Random weights with well-scaled activations: linear weights N(0, 1/in) (query and key
+    projections qk_gain times that std, so attention is peaked rather than near uniform and
+    errors in scaling or masking show), biases
     N(0, 0.02), LayerNorm weight 1 + N(0, 0.1) and bias N(0, 0.05), embeddings N(0, emb_std),
     logit_scale = log(100). Deterministic for a given seed (tensors drawn in a fixed order)."""
     g = torch.Generator().manual_seed(seed)
@@ -208,6 +211,8 @@ def init_weights(cfg, seed, emb_std=0.5):
             t = torch.randn(shape, generator=g) * emb_std
         elif kind == "lin":
             t = torch.randn(shape, generator=g) / math.sqrt(shape[1])
+        elif kind == "qk":
+            t = torch.randn(shape, generator=g) * (qk_gain / math.sqrt(shape[1]))
         elif kind == "conv":
             t = torch.randn(shape, generator=g) / math.sqrt(shape[1] * shape[2] * shape[3])
         elif kind == "bias":
