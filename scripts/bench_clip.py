@@ -129,7 +129,11 @@ def main():
     ap.add_argument("--harness", default="build/harness")
     ap.add_argument("--strict", action="store_true",
                     help="exit 1 unless every size passes")
+    ap.add_argument("--write-model-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.write_model_only:
+        make_model(a.model_dir)
+        return 0
     try:
         sizes = [int(s) for s in a.sizes.split(",") if s.strip()]
     except ValueError:
@@ -145,7 +149,9 @@ def main():
             harness = alt
 
     if not os.path.isdir(a.model_dir):
-        make_model(a.model_dir)
+        # in a child process, so that generating the weights does not count in the peak RSS
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--write-model-only",
+                        "--model-dir", a.model_dir], check=True)
     with open(os.path.join(a.model_dir, "config.json")) as f:
         cfg = json.load(f)
     _, vc, E = hxref.full_config(cfg)
