@@ -3,7 +3,7 @@
 
 BUILD   ?= build
 CC      ?= cc
-OPT     ?= -O2 -march=x86-64-v2 -g
+OPT     ?= -O3 -march=x86-64-v2 -g
 PKGS    := openblas hdf5-serial libcjson libcurl libutf8proc zlib stb
 CPPFLAGS += -I. -I$(BUILD) -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS) check 2>/dev/null)
 CFLAGS  += -std=c11 $(OPT) -Wall -Wextra $(if $(WERROR),-Werror) -MMD -MP -fno-math-errno
