@@ -196,15 +196,19 @@ static int embedding_coefs(const struct hx_text_bank *b, const struct hx_ens_poi
             for (int i = lo[c]; i < hi[c]; i++)
                 a[i] /= s;
         }
-        double q = 0; /* ||sum_i a_i m_i||^2 = a^T G a */
-        for (int i = lo[c]; i < hi[c]; i++)
+        double q = 0, asum = 0; /* ||sum_i a_i m_i||^2 = a^T G a; sum_i a_i (a_i > 0) */
+        for (int i = lo[c]; i < hi[c]; i++) {
+            asum += a[i];
             for (int j = lo[c]; j < hi[c]; j++)
                 q += a[i] * a[j] * G[(size_t)(i - off) * cnt + (j - off)];
-        if (!(q > 1e-20))
+        }
+        /* Below 1e-6 of the weights' sum the combined direction is float rounding noise
+         * (the bank and the cosine map carry about 1e-7 relative error). */
+        if (!(q > 1e-12 * asum * asum))
             return hx_err(HX_EINVAL,
-                          "ensemble rule %s: class %d's combined embedding has norm %.3g "
-                          "(its members cancel out)",
-                          rule_names[p->rule], c, sqrt(q > 0 ? q : 0));
+                          "ensemble rule %s: class %d's members cancel out (their combined "
+                          "embedding has norm %.3g of the weights' sum); drop or fix them",
+                          rule_names[p->rule], c, sqrt(q > 0 ? q : 0) / asum);
         double inv = 1 / sqrt(q);
         for (int i = lo[c]; i < hi[c]; i++)
             a[i] *= inv;

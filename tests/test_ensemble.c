@@ -696,6 +696,9 @@ START_TEST(bad_points_and_banks_rejected)
     struct hx_ens_point q = {HX_ENS_EMBED_MEAN, 1, 1};
     float o2[2], pad[3] = {0, 0, 0};
     ck_assert_int_eq(hx_ens_scores(b, &q, pad, 1, 10, NULL, o2), HX_EINVAL);
+    ck_assert_msg(strstr(hx_errmsg(), "class 1") != NULL, "%s", hx_errmsg());
+    float e2[2 * 2];
+    ck_assert_int_eq(hx_ens_class_embeddings(b, &q, NULL, e2), HX_EINVAL);
     q.include_super = 0; /* s11 alone is fine */
     ck_assert_int_eq(hx_ens_scores(b, &q, pad, 1, 10, NULL, o2), 0);
     hx_text_bank_free(b);
