@@ -1,0 +1,49 @@
+#include "harness/score.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stddef.h>
+
+void hx_score_cos(const float *tok, int n, const float *bank, int m, int e, float *cos)
+{
+    if (n <= 0 || m <= 0)
+        return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, e, 1.0f, tok, e, bank, e, 0.0f,
+                cos, m);
+}
+
+static double row_inv_norm(const float *x, int cols)
+{
+    double s = 0;
+    for (int j = 0; j < cols; j++)
+        s += (double)x[j] * x[j];
+    double nrm = sqrt(s);
+    return 1.0 / (nrm > 1e-12 ? nrm : 1e-12);
+}
+
+void hx_l2_normalize_rows(float *x, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++) {
+        float *xr = x + (size_t)r * cols;
+        float inv = (float)row_inv_norm(xr, cols);
+        for (int j = 0; j < cols; j++)
+            xr[j] *= inv;
+    }
+}
+
+void hx_template_mean(const float *emb, int n, int t, int e, float *out)
+{
+    for (int i = 0; i < n; i++) {
+        float *o = out + (size_t)i * e;
+        for (int j = 0; j < e; j++)
+            o[j] = 0;
+        for (int a = 0; a < t; a++) {
+            const float *x = emb + ((size_t)i * t + a) * e;
+            float w = (float)row_inv_norm(x, e);
+            for (int j = 0; j < e; j++)
+                o[j] += w * x[j];
+        }
+        /* the 1/t of the mean cancels in the final normalisation */
+        hx_l2_normalize_rows(o, 1, e);
+    }
+}
