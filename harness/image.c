@@ -249,6 +249,28 @@ static void torch_linear_taps(int in, int out, int align_corners, int *i0, int *
     }
 }
 
+/* Rows of the source interpolated along x, cached by row index: the rows one output row
+ * needs are consecutive (after clamping), so slot = row % nslots never collides. Computing
+ * a row once and combining rows afterwards performs the same float operations, in the same
+ * order, as torch's per-pixel nested sum. */
+struct row_cache {
+    float *buf; /* [nslots][ow] */
+    int have[4];
+};
+
+static const float *lin_row(struct row_cache *rc, const float *s, int w, int ow, int row,
+                            const int *x0, const int *x1, const float *a0, const float *a1)
+{
+    float *t = rc->buf + (size_t)(row & 1) * ow;
+    if (rc->have[row & 1] != row) {
+        const float *r = s + (size_t)row * w;
+        for (int x = 0; x < ow; x++)
+            t[x] = r[x0[x]] * a0[x] + r[x1[x]] * a1[x];
+        rc->have[row & 1] = row;
+    }
+    return t;
+}
+
 int hx_resize_bilinear(const float *src, int c, int h, int w, float *dst, int oh, int ow,
                        int align_corners)
 {
@@ -257,7 +279,9 @@ int hx_resize_bilinear(const float *src, int c, int h, int w, float *dst, int oh
         return rc;
     int *ix = hx_malloc(sizeof(int) * 2 * ((size_t)ow + oh), "bilinear resize indices");
     float *wx = hx_malloc(sizeof(float) * 2 * ((size_t)ow + oh), "bilinear resize weights");
-    if (!ix || !wx) {
+    struct row_cache cache = {hx_malloc(sizeof(float) * 2 * (size_t)ow, "bilinear resize rows"),
+                              {-1, -1, -1, -1}};
+    if (!ix || !wx || !cache.buf) {
         rc = HX_ENOMEM;
         goto done;
     }
@@ -268,21 +292,21 @@ int hx_resize_bilinear(const float *src, int c, int h, int w, float *dst, int oh
     for (int ch = 0; ch < c; ch++) {
         const float *s = src + (size_t)ch * h * w;
         float *d = dst + (size_t)ch * oh * ow;
+        cache.have[0] = cache.have[1] = -1;
         for (int y = 0; y < oh; y++) {
-            const float *r0 = s + (size_t)y0[y] * w, *r1 = s + (size_t)y1[y] * w;
+            /* torch's nested order: x-interpolate each row, then combine the two rows */
+            const float *t0 = lin_row(&cache, s, w, ow, y0[y], x0, x1, a0, a1);
+            const float *t1 = lin_row(&cache, s, w, ow, y1[y], x0, x1, a0, a1);
             float wy0 = b0[y], wy1 = b1[y];
             float *o = d + (size_t)y * ow;
-            for (int x = 0; x < ow; x++) {
-                /* the order of torch's nested Interpolate: rows are x-interpolated first */
-                float t0 = r0[x0[x]] * a0[x] + r0[x1[x]] * a1[x];
-                float t1 = r1[x0[x]] * a0[x] + r1[x1[x]] * a1[x];
-                o[x] = t0 * wy0 + t1 * wy1;
-            }
+            for (int x = 0; x < ow; x++)
+                o[x] = t0[x] * wy0 + t1[x] * wy1;
         }
     }
 done:
     free(ix);
     free(wx);
+    free(cache.buf);
     return rc;
 }
 
@@ -316,6 +340,26 @@ static void torch_cubic_taps(int in, int out, int align_corners, int *idx, float
     }
 }
 
+static const float *cub_row(struct row_cache *rc, const float *s, int w, int ow, int row,
+                            const int *xi, const float *xw)
+{
+    float *t = rc->buf + (size_t)(row & 3) * ow;
+    if (rc->have[row & 3] != row) {
+        const float *r = s + (size_t)row * w;
+        for (int x = 0; x < ow; x++) {
+            const int *rx = xi + 4 * x;
+            const float *wx = xw + 4 * x;
+            float v = r[rx[0]] * wx[0];
+            v += r[rx[1]] * wx[1];
+            v += r[rx[2]] * wx[2];
+            v += r[rx[3]] * wx[3];
+            t[x] = v;
+        }
+        rc->have[row & 3] = row;
+    }
+    return t;
+}
+
 int hx_resize_bicubic(const float *src, int c, int h, int w, float *dst, int oh, int ow,
                       int align_corners)
 {
@@ -324,7 +368,9 @@ int hx_resize_bicubic(const float *src, int c, int h, int w, float *dst, int oh,
         return rc;
     int *ix = hx_malloc(sizeof(int) * 4 * ((size_t)ow + oh), "bicubic resize indices");
     float *wt = hx_malloc(sizeof(float) * 4 * ((size_t)ow + oh), "bicubic resize weights");
-    if (!ix || !wt) {
+    struct row_cache cache = {hx_malloc(sizeof(float) * 4 * (size_t)ow, "bicubic resize rows"),
+                              {-1, -1, -1, -1}};
+    if (!ix || !wt || !cache.buf) {
         rc = HX_ENOMEM;
         goto done;
     }
@@ -335,25 +381,20 @@ int hx_resize_bicubic(const float *src, int c, int h, int w, float *dst, int oh,
     for (int ch = 0; ch < c; ch++) {
         const float *s = src + (size_t)ch * h * w;
         float *d = dst + (size_t)ch * oh * ow;
+        for (int k = 0; k < 4; k++)
+            cache.have[k] = -1;
         for (int y = 0; y < oh; y++) {
             const int *ry = yi + 4 * y;
             const float *wy = yw + 4 * y;
+            const float *t[4];
+            for (int j = 0; j < 4; j++)
+                t[j] = cub_row(&cache, s, w, ow, ry[j], xi, xw);
             float *o = d + (size_t)y * ow;
             for (int x = 0; x < ow; x++) {
-                const int *rx = xi + 4 * x;
-                const float *wx = xw + 4 * x;
-                float acc = 0.0f;
-                for (int j = 0; j < 4; j++) {
-                    const float *r = s + (size_t)ry[j] * w;
-                    float t = r[rx[0]] * wx[0];
-                    t += r[rx[1]] * wx[1];
-                    t += r[rx[2]] * wx[2];
-                    t += r[rx[3]] * wx[3];
-                    if (j == 0)
-                        acc = t * wy[0];
-                    else
-                        acc += t * wy[j];
-                }
+                float acc = t[0][x] * wy[0];
+                acc += t[1][x] * wy[1];
+                acc += t[2][x] * wy[2];
+                acc += t[3][x] * wy[3];
                 o[x] = acc;
             }
         }
@@ -361,6 +402,7 @@ int hx_resize_bicubic(const float *src, int c, int h, int w, float *dst, int oh,
 done:
     free(ix);
     free(wt);
+    free(cache.buf);
     return rc;
 }
 
@@ -503,6 +545,25 @@ static inline uint8_t pil_clip8(int32_t v)
     return (uint8_t)(v >> PIL_PRECISION_BITS);
 }
 
+/* ImagingResampleHorizontal_8bpc for one row. */
+static inline __attribute__((always_inline)) void
+pil_hrow(const uint8_t *row, uint8_t *o, int ow, const struct pil_coeffs *cx, const int C)
+{
+    for (int xx = 0; xx < ow; xx++) {
+        int xmin = cx->bounds[2 * xx], xn = cx->bounds[2 * xx + 1];
+        const int32_t *k = cx->k + (size_t)xx * cx->ksize;
+        const uint8_t *p = row + (size_t)xmin * C;
+        int32_t s[4];
+        for (int ch = 0; ch < C; ch++)
+            s[ch] = 1 << (PIL_PRECISION_BITS - 1);
+        for (int x = 0; x < xn; x++, p += C)
+            for (int ch = 0; ch < C; ch++)
+                s[ch] += p[ch] * k[x];
+        for (int ch = 0; ch < C; ch++)
+            o[(size_t)xx * C + ch] = pil_clip8(s[ch]);
+    }
+}
+
 int hx_pil_resize(const uint8_t *src, int w, int h, int channels, uint8_t *dst, int ow, int oh,
                   enum hx_pil_filter filter)
 {
@@ -547,17 +608,11 @@ int hx_pil_resize(const uint8_t *src, int w, int h, int channels, uint8_t *dst, 
         for (int y = yfirst; y < ylast; y++) {
             const uint8_t *row = src + (size_t)y * w * C;
             uint8_t *o = hout + (size_t)(y - yfirst) * ow * C;
-            for (int xx = 0; xx < ow; xx++) {
-                int xmin = cx.bounds[2 * xx], xn = cx.bounds[2 * xx + 1];
-                const int32_t *k = cx.k + (size_t)xx * cx.ksize;
-                const uint8_t *p = row + (size_t)xmin * C;
-                int32_t s[4] = {1 << (PIL_PRECISION_BITS - 1), 1 << (PIL_PRECISION_BITS - 1),
-                                1 << (PIL_PRECISION_BITS - 1), 1 << (PIL_PRECISION_BITS - 1)};
-                for (int x = 0; x < xn; x++, p += C)
-                    for (int ch = 0; ch < C; ch++)
-                        s[ch] += p[ch] * k[x];
-                for (int ch = 0; ch < C; ch++)
-                    o[(size_t)xx * C + ch] = pil_clip8(s[ch]);
+            switch (C) { /* constant channel counts let the compiler unroll the inner loop */
+            case 1: pil_hrow(row, o, ow, &cx, 1); break;
+            case 2: pil_hrow(row, o, ow, &cx, 2); break;
+            case 3: pil_hrow(row, o, ow, &cx, 3); break;
+            default: pil_hrow(row, o, ow, &cx, 4); break;
             }
         }
         vin = tmp;
