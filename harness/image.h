@@ -1,7 +1,8 @@
 /* Images: decoding (stb_image) and resampling with the exact conventions of the reference
  * libraries. Interleaved 8-bit RGB for decoded images; planar float [C,H,W] for tensors.
  * Ownership: hx_image_load allocates px; hx_image_free frees it. Resize functions write into
- * caller-provided buffers and allocate only their small per-call index/weight tables.
+ * caller-provided buffers (which must not overlap the source) and allocate only their small
+ * per-call index/weight tables and row buffers.
  * All functions returning int return 0 or a negative hx_status with the message set. */
 #ifndef HX_IMAGE_H
 #define HX_IMAGE_H
@@ -22,7 +23,8 @@ struct hx_image {
  * HX_EIO; a truncated, corrupt or unsupported one (other formats included) is HX_EFORMAT;
  * both name the file. On error *out is {0, 0, NULL}.
  * JPEG: stb_image's decoder is not libjpeg; against PIL 9.4 (libjpeg-turbo) it differs by a
- * few grey levels on some pixels (measured figures in image.c). PNG decoding is exact. */
+ * few grey levels on some pixels (measured figures in image.c). PNG decoding of 8-bit and
+ * lower depths is exact; 16-bit PNGs keep the high byte (PIL clips 16-bit grey instead). */
 int hx_image_load(struct hx_image *out, const char *path);
 void hx_image_free(struct hx_image *im);
 

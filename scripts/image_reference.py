@@ -242,9 +242,12 @@ def main():
         "l_rgb.png": Image.fromarray(rgb, "RGB"),
         "l_rgba.png": Image.fromarray(np.concatenate([rgb, alpha[..., None]], -1), "RGBA"),
         "l_palette.png": pal,
+        "l_palette_trns.png": pal,  # saved with a transparent palette entry (tRNS)
+        "l_bilevel.png": Image.fromarray(grey > 127).convert("1"),  # 1-bit grey
     }
     for name, im in images.items():
-        im.save(os.path.join(OUT, name))
+        extra = {"transparency": 3} if name == "l_palette_trns.png" else {}
+        im.save(os.path.join(OUT, name), **extra)
         ref = np.asarray(Image.open(os.path.join(OUT, name)).convert("RGB"))
         lines.append("load %s %s 0 0" % (name, write_arr(name.replace(".", "_") + ".arr", ref)))
     # smooth content so the JPEGs look like photos, not noise

@@ -381,7 +381,7 @@ START_TEST(load_matches_pil_convert_rgb)
         free(e.data);
         ncase++;
     }
-    ck_assert_int_ge(ncase, 7);
+    ck_assert_int_ge(ncase, 9);
 }
 END_TEST
 
