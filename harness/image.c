@@ -28,8 +28,8 @@
  * (voc, cocostuff, ade20k, demo_images; `scripts/image_reference.py --jpeg-diff` reprints
  * it): max |diff| 3 grey levels, mean |diff| 0.046 per channel value, 3.6% of values differ
  * (by 1: 2.6%, by 2: 1.0%, by 3: 0.002%); per file the mean ranges 0.008 (COCO) to 0.095
- * (ADE20K), voc/2007_000033.jpg 0.025 with 1.9% of values differing. Grey JPEGs decode
- * identically. PNG decoding matches PIL exactly. A protocol that needs PIL's exact pixels
+ * (ADE20K), voc/2007_000033.jpg 0.025 with 1.9% of values differing. The grey test JPEG
+ * decodes identically. 8-bit PNG decoding matches PIL exactly. A protocol that needs PIL's exact pixels
  * must decode with libjpeg; the resizes below are exact given the same decoded pixels. */
 
 static int check_dims(const char *path, long w, long h)
@@ -128,11 +128,13 @@ static void png_sink_write(void *ctx, void *data, int size)
 
 int hx_png_write(const char *path, const uint8_t *px, int w, int h, int channels)
 {
-    int rc = 0, fd = -1;
+    int rc = 0, fd = -1, made = 0;
     char *tmp = NULL;
     struct png_sink sink = {NULL, 0};
 
-    if (w <= 0 || h <= 0 || (channels != 1 && channels != 3) || (long)w * channels > INT_MAX)
+    /* stb's encoder sizes its buffers with int */
+    if (w <= 0 || h <= 0 || (channels != 1 && channels != 3) ||
+        (long long)w * h * channels > INT_MAX / 2)
         return hx_err(HX_EINVAL, "cannot write %s: bad image shape %dx%dx%d", path, w, h,
                       channels);
     size_t plen = strlen(path);
@@ -147,37 +149,42 @@ int hx_png_write(const char *path, const uint8_t *px, int w, int h, int channels
                     strerror(errno));
         goto done;
     }
+    made = 1;
     (void)fchmod(fd, 0644);
     sink.f = fdopen(fd, "wb");
     if (!sink.f) {
         rc = hx_err(HX_EIO, "cannot write %s: %s", tmp, strerror(errno));
-        close(fd);
-        goto fail_unlink;
+        goto done;
     }
+    fd = -1; /* owned by sink.f now */
     errno = 0;
     if (!stbi_write_png_to_func(png_sink_write, &sink, w, h, channels, px, w * channels)) {
         rc = hx_err(HX_ENOMEM, "cannot encode PNG for %s (out of memory)", path);
-        fclose(sink.f);
-        goto fail_unlink;
+        goto done;
     }
-    if (sink.failed || fflush(sink.f) != 0 || fsync(fd) != 0) {
-        int e = sink.failed ? sink.failed : errno;
-        rc = hx_err(HX_EIO, "cannot write %s: %s", path, strerror(e));
-        fclose(sink.f);
-        goto fail_unlink;
+    if (sink.failed || fflush(sink.f) != 0 || fsync(fileno(sink.f)) != 0) {
+        rc = hx_err(HX_EIO, "cannot write %s: %s", path,
+                    strerror(sink.failed ? sink.failed : errno));
+        goto done;
     }
-    if (fclose(sink.f) != 0) {
+    int closed = fclose(sink.f);
+    sink.f = NULL;
+    if (closed != 0) {
         rc = hx_err(HX_EIO, "cannot write %s: %s", path, strerror(errno));
-        goto fail_unlink;
+        goto done;
     }
     if (rename(tmp, path) != 0) {
         rc = hx_err(HX_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        goto fail_unlink;
+        goto done;
     }
-    goto done;
-fail_unlink:
-    unlink(tmp);
+    made = 0;
 done:
+    if (sink.f)
+        fclose(sink.f);
+    if (fd >= 0)
+        close(fd);
+    if (made)
+        unlink(tmp);
     free(tmp);
     return rc;
 }

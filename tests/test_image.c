@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 /* ---- reference files ---- */
@@ -551,6 +552,22 @@ START_TEST(png_write_round_trips_atomically)
     ck_assert_msg(strstr(hx_errmsg(), p) != NULL, "%s", hx_errmsg());
     ck_assert_int_eq(hx_png_write(p, rgb, w, h, 2), HX_EINVAL);
     ck_assert_msg(strstr(hx_errmsg(), p) != NULL, "%s", hx_errmsg());
+
+    /* a failed rename (the target is a directory) leaves no temporary file behind */
+    const char *dir2 = hx_tmpdir();
+    snprintf(p, sizeof p, "%s/taken.png", dir2);
+    ck_assert_int_eq(mkdir(p, 0700), 0);
+    ck_assert_int_eq(hx_png_write(p, rgb, w, h, 3), HX_EIO);
+    ck_assert_msg(strstr(hx_errmsg(), p) != NULL, "%s", hx_errmsg());
+    d = opendir(dir2);
+    files = 0;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') {
+            files++;
+            ck_assert_str_eq(e->d_name, "taken.png");
+        }
+    closedir(d);
+    ck_assert_int_eq(files, 1);
 }
 END_TEST
 
