@@ -373,22 +373,25 @@ const float *hx_clip_pos_embed(struct hx_clip *m, int gh, int gw)
     if (m->pos_cache && m->pos_gh == gh && m->pos_gw == gw)
         return m->pos_cache;
     float *cache = realloc(m->pos_cache, sizeof(float) * ((size_t)gh * gw + 1) * D);
+    if (cache)
+        m->pos_cache = cache;
+    m->pos_gh = m->pos_gw = 0;
     float *planar = malloc(sizeof(float) * (size_t)D * g0 * g0);
     float *resized = malloc(sizeof(float) * (size_t)D * gh * gw);
     if (!cache || !planar || !resized) {
         free(planar);
         free(resized);
-        if (cache)
-            m->pos_cache = cache;
-        m->pos_gh = m->pos_gw = 0;
         return NULL;
     }
-    m->pos_cache = cache;
     /* [g0*g0, D] token rows -> planar [D, g0, g0] -> bicubic -> back to rows */
     for (int p = 0; p < g0 * g0; p++)
         for (int d = 0; d < D; d++)
             planar[(size_t)d * g0 * g0 + p] = m->pos_emb[(size_t)(p + 1) * D + d];
-    hx_resize_bicubic(planar, D, g0, g0, resized, gh, gw, 0);
+    if (hx_resize_bicubic(planar, D, g0, g0, resized, gh, gw, 0)) {
+        free(planar);
+        free(resized);
+        return NULL;
+    }
     memcpy(cache, m->pos_emb, sizeof(float) * D);
     for (int p = 0; p < gh * gw; p++)
         for (int d = 0; d < D; d++)
