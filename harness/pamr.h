@@ -15,9 +15,13 @@
  * been averaged and bilinearly resized (align_corners=False) to the label size, and before
  * logit_scale and the softmax. The image is the network input (resized so the short side is
  * S, RGB, normalised with CLIP's mean/std) bilinearly resized (align_corners=False) to the same
- * label size. The masks are the raw cosine logits [K, H, W]. Since every channel's term is a
- * ratio of a difference and a standard deviation, the result does not depend on a per-channel
- * affine normalisation of the image (up to the 1e-8).
+ * label size (mmseg's test preprocessor does not pad). The masks are the raw cosine logits
+ * [K, H, W] of all queries (synonyms included). Since every channel's term is a ratio of a
+ * difference and a standard deviation, the result does not depend on a per-channel affine
+ * normalisation of the image or on its channel order (up to the 1e-8).
+ * The reference first resizes the masks to the image size (bilinear, align_corners=True);
+ * NACLIP passes them at the image size already, where that step is the identity, so here the
+ * masks must have the image's size.
  *
  * Ownership: hx_pamr_new allocates the object, hx_pamr_free frees it. Masks are refined in
  * place in the caller's buffer. Objects are read-only after creation (shareable by threads). */

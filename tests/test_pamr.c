@@ -247,6 +247,30 @@ START_TEST(weights_and_edges)
 }
 END_TEST
 
+/* Each channel's term is |difference| / deviation, so normalising the image per channel
+ * (x - mean_c) / std_c, as the network input is, changes nothing but rounding. */
+START_TEST(invariant_to_channel_normalisation)
+{
+    int c = 3, h = 30, w = 41, k = 3;
+    size_t hw = (size_t)h * w;
+    float *img = malloc(c * hw * sizeof *img), *norm = malloc(c * hw * sizeof *norm);
+    float *a = randv(k * hw, 1), *b = malloc(k * hw * sizeof *b);
+    static const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+    static const float sd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+    for (int ch = 0; ch < c; ch++)
+        for (size_t i = 0; i < hw; i++) {
+            img[ch * hw + i] = (float)((int)((frand() + 1) * 127.5f)); /* 0..255 levels */
+            norm[ch * hw + i] = (img[ch * hw + i] / 255.0f - mean[ch]) / sd[ch];
+        }
+    memcpy(b, a, k * hw * sizeof *a);
+    struct hx_pamr_opts o = HX_PAMR_OPTS_NACLIP;
+    ck_assert_int_eq(hx_pamr(img, c, h, w, a, k, &o), 0);
+    ck_assert_int_eq(hx_pamr(norm, c, h, w, b, k, &o), 0);
+    hx_assert_close("raw vs normalised image", a, b, k * hw, 0, 1e-4);
+    free(img), free(norm), free(a), free(b);
+}
+END_TEST
+
 /* Classes are refined in blocks bounded by a scratch budget: a stack of maps large enough to
  * be split must give what each map gives alone. */
 START_TEST(blocks_match_single_maps)
@@ -315,6 +339,7 @@ Suite *suite_pamr(void)
     tcase_add_test(tc, matches_pytorch_reference);
     tcase_add_test(tc, matches_naive_twin);
     tcase_add_test(tc, weights_and_edges);
+    tcase_add_test(tc, invariant_to_channel_normalisation);
     tcase_add_test(tc, blocks_match_single_maps);
     tcase_add_test(tc, one_call_and_errors);
     suite_add_tcase(s, tc);
