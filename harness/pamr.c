@@ -5,6 +5,7 @@
 #include "harness/error.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,26 +192,69 @@ static void propagate(const struct hx_pamr *p, float *m, int nk, int iters, floa
         memcpy(m, src, (size_t)nk * hw * sizeof *m);
 }
 
-int hx_pamr_apply(const struct hx_pamr *p, float *masks, int k, int iters)
+struct apply_job {
+    const struct hx_pamr *p;
+    float *masks; /* first map of this job's classes */
+    int nk, block, iters;
+    float *tmp;   /* [block, h, w] */
+};
+
+static void *apply_job_run(void *arg)
 {
+    struct apply_job *j = arg;
+    size_t hw = (size_t)j->p->h * j->p->w;
+    for (int k0 = 0; k0 < j->nk; k0 += j->block) {
+        int nk = j->nk - k0 < j->block ? j->nk - k0 : j->block;
+        propagate(j->p, j->masks + (size_t)k0 * hw, nk, j->iters, j->tmp);
+    }
+    return NULL;
+}
+
+int hx_pamr_apply_mt(const struct hx_pamr *p, float *masks, int k, int iters, int threads)
+{
+    struct apply_job jobs[HX_PAMR_MAX_THREADS];
+    pthread_t tid[HX_PAMR_MAX_THREADS];
+    int started[HX_PAMR_MAX_THREADS] = {0};
+    float *tmp = NULL;
+
     if (!p || (!masks && k > 0))
         return hx_err(HX_EINVAL, "pamr: NULL argument");
     if (k < 0 || iters < 0)
         return hx_err(HX_EINVAL, "pamr: %d masks and %d steps: both must be >= 0", k, iters);
     if (k == 0 || iters == 0)
         return HX_OK;
+    int nt = threads < 1 ? 1 : threads > HX_PAMR_MAX_THREADS ? HX_PAMR_MAX_THREADS : threads;
+    if (nt > k)
+        nt = k;
     size_t hw = (size_t)p->h * p->w;
     size_t fit = PAMR_BLOCK_BYTES / (hw * sizeof(float));
-    int block = fit < 1 ? 1 : fit > (size_t)k ? k : (int)fit;
-    float *tmp = hx_malloc((size_t)block * hw * sizeof *tmp, "pamr scratch");
+    int per = (k + nt - 1) / nt;
+    int block = fit < 1 ? 1 : fit > (size_t)per ? per : (int)fit;
+    tmp = hx_malloc((size_t)nt * block * hw * sizeof *tmp, "pamr scratch");
     if (!tmp)
         return HX_ENOMEM;
-    for (int k0 = 0; k0 < k; k0 += block) {
-        int nk = k - k0 < block ? k - k0 : block;
-        propagate(p, masks + (size_t)k0 * hw, nk, iters, tmp);
+    for (int t = 0; t < nt; t++) {
+        int a = (int)((long long)k * t / nt), b = (int)((long long)k * (t + 1) / nt);
+        jobs[t] = (struct apply_job){p, masks + (size_t)a * hw, b - a, block, iters,
+                                     tmp + (size_t)t * block * hw};
+    }
+    /* job 0 runs here; a thread that cannot be started runs here too */
+    for (int t = 1; t < nt; t++)
+        started[t] = pthread_create(&tid[t], NULL, apply_job_run, &jobs[t]) == 0;
+    apply_job_run(&jobs[0]);
+    for (int t = 1; t < nt; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else
+            apply_job_run(&jobs[t]);
     }
     free(tmp);
     return HX_OK;
+}
+
+int hx_pamr_apply(const struct hx_pamr *p, float *masks, int k, int iters)
+{
+    return hx_pamr_apply_mt(p, masks, k, iters, 1);
 }
 
 int hx_pamr(const float *img, int c, int h, int w, float *masks, int k,
@@ -222,7 +266,7 @@ int hx_pamr(const float *img, int c, int h, int w, float *masks, int k,
     int rc = hx_pamr_new(&p, img, c, h, w, opts->dilations, opts->n_dilations);
     if (rc)
         return rc;
-    rc = hx_pamr_apply(p, masks, k, opts->iters);
+    rc = hx_pamr_apply_mt(p, masks, k, opts->iters, opts->threads);
     hx_pamr_free(p);
     return rc;
 }

@@ -34,10 +34,11 @@ struct hx_pamr_opts {
     int iters;                            /* refinement steps; NACLIP: 10; 0 = no change */
     int n_dilations;                      /* 1 .. HX_PAMR_MAX_DILATIONS; NACLIP: 2 */
     int dilations[HX_PAMR_MAX_DILATIONS]; /* each >= 1; NACLIP: 8, 16 */
+    int threads;                          /* for the refinement; <= 1: the calling thread */
 };
 
-/* NACLIP's setting: 10 steps, dilations (8, 16). */
-#define HX_PAMR_OPTS_NACLIP {10, 2, {8, 16}}
+/* NACLIP's setting: 10 steps, dilations (8, 16); one thread. */
+#define HX_PAMR_OPTS_NACLIP {10, 2, {8, 16}, 1}
 
 struct hx_pamr {
     int h, w;            /* image (and mask) size */
@@ -57,7 +58,13 @@ void hx_pamr_free(struct hx_pamr *p);
  * Allocates one scratch buffer per call (at most a few classes' worth of maps). */
 int hx_pamr_apply(const struct hx_pamr *p, float *masks, int k, int iters);
 
-/* hx_pamr_new + hx_pamr_apply + hx_pamr_free. */
+/* The same with the classes shared among up to `threads` threads (capped at
+ * HX_PAMR_MAX_THREADS and at k; <= 1: the calling thread only). The result does not depend on
+ * the thread count: each class's arithmetic is the same. */
+#define HX_PAMR_MAX_THREADS 64
+int hx_pamr_apply_mt(const struct hx_pamr *p, float *masks, int k, int iters, int threads);
+
+/* hx_pamr_new + hx_pamr_apply_mt + hx_pamr_free. */
 int hx_pamr(const float *img, int c, int h, int w, float *masks, int k,
             const struct hx_pamr_opts *opts);
 

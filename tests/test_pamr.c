@@ -271,8 +271,8 @@ START_TEST(invariant_to_channel_normalisation)
 }
 END_TEST
 
-/* Classes are refined in blocks bounded by a scratch budget: a stack of maps large enough to
- * be split must give what each map gives alone. */
+/* Classes are refined in blocks bounded by a scratch budget, and shared among threads: a
+ * stack of maps large enough to be split must give what each map gives alone. */
 START_TEST(blocks_match_single_maps)
 {
     int c = 3, h = 1100, w = 1000, k = 5;
@@ -284,6 +284,12 @@ START_TEST(blocks_match_single_maps)
     int dil[2] = {8, 16};
     ck_assert_int_eq(hx_pamr_new(&p, img, c, h, w, dil, 2), 0);
     ck_assert_int_eq(hx_pamr_apply(p, m, k, 3), 0);
+    /* three threads over five classes: 2 + 1 + 2 classes, blocks of one or two */
+    float *mt = malloc(k * hw * sizeof *mt);
+    memcpy(mt, orig, k * hw * sizeof *mt);
+    ck_assert_int_eq(hx_pamr_apply_mt(p, mt, k, 3, 3), 0);
+    ck_assert_msg(memcmp(mt, m, k * hw * sizeof *m) == 0, "threaded result differs");
+    free(mt);
     for (int j = 0; j < k; j++) {
         memcpy(one, orig + j * hw, hw * sizeof *one);
         ck_assert_int_eq(hx_pamr_apply(p, one, 1, 3), 0);
@@ -306,6 +312,7 @@ START_TEST(one_call_and_errors)
     ck_assert_int_eq(o.n_dilations, 2);
     ck_assert_int_eq(o.dilations[0], 8);
     ck_assert_int_eq(o.dilations[1], 16);
+    o.threads = 2;
     ck_assert_int_eq(hx_pamr(img, c, h, w, a, k, &o), 0);
     naive_pamr(img, c, h, w, b, k, o.dilations, 2, 10, b, NULL);
     hx_assert_close("hx_pamr", a, b, k * hw, 0, 1e-5);
