@@ -55,7 +55,8 @@ int hx_pamr_new(struct hx_pamr **out, const float *img, int c, int h, int w,
 void hx_pamr_free(struct hx_pamr *p);
 
 /* Refine `masks` [k, h, w] in place with `iters` steps (iters >= 0); h, w are the image's.
- * Allocates one scratch buffer per call (at most a few classes' worth of maps). */
+ * Allocates one scratch buffer per call: about 16 MB per thread, or one class's map if larger.
+ * Memory otherwise: the affinity, 4 x 8 x n_dilations bytes per pixel (64 B with NACLIP's). */
 int hx_pamr_apply(const struct hx_pamr *p, float *masks, int k, int iters);
 
 /* The same with the classes shared among up to `threads` threads (capped at
