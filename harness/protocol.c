@@ -1,0 +1,282 @@
+#include "harness/protocol.h"
+
+#include "harness/error.h"
+#include "harness/score.h"
+#include "harness/window.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const float hx_clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+const float hx_clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+
+/* ------------------------------------------------------------------ step 6 */
+
+int hx_dense_decide(const struct hx_dense_params *p, const struct hx_queries *q, float *scores,
+                    int n, uint8_t *pred, float *probs)
+{
+    int N = q->bank->n_classes, C = q->n_classes, rc = 0;
+    if (C > 256)
+        return hx_err(HX_EINVAL, "%d classes do not fit an 8-bit label map", C);
+    float *cls = hx_malloc(sizeof(float) * C, "class scores");
+    double *area = hx_calloc(C, sizeof(double), "class areas");
+    float *keep = hx_malloc(sizeof(float) * C, "class areas");
+    float *cp = probs ? probs : NULL;
+    if (!cls || !area || !keep) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    /* Class scores per pixel: the max over each class's names of either the score itself
+     * (argmax_cos) or its softmax probability over all names. Kept in `probs` when asked;
+     * area_thd needs a second pass, so without `probs` it recomputes them. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int c = 0; c < C; c++)
+            keep[c] = 1;
+        if (pass == 1) {
+            if (p->argmax_cos || p->area_thd < 0)
+                break;
+            double fg = 0;
+            for (int c = 1; c < C; c++)
+                fg += area[c];
+            for (int c = 1; c < C; c++)
+                keep[c] = area[c] > p->area_thd * fg ? 1.0f : 0.0f;
+        }
+        for (int i = 0; i < n; i++) {
+            for (int c = 0; c < C; c++)
+                cls[c] = -INFINITY;
+            if (p->argmax_cos) {
+                for (int k = 0; k < N; k++) {
+                    float s = scores[(size_t)k * n + i];
+                    int c = q->name_class[k];
+                    cls[c] = s > cls[c] ? s : cls[c];
+                }
+            } else {
+                float m = -INFINITY;
+                for (int k = 0; k < N; k++) {
+                    float s = p->logit_scale * scores[(size_t)k * n + i];
+                    m = s > m ? s : m;
+                }
+                double z = 0;
+                for (int k = 0; k < N; k++)
+                    z += exp((double)(p->logit_scale * scores[(size_t)k * n + i] - m));
+                for (int k = 0; k < N; k++) {
+                    float pr = (float)(exp((double)(p->logit_scale * scores[(size_t)k * n + i] -
+                                                    m)) / z);
+                    int c = q->name_class[k];
+                    cls[c] = pr > cls[c] ? pr : cls[c];
+                }
+            }
+            int best = 0;
+            for (int c = 0; c < C; c++) {
+                cls[c] *= keep[c];
+                if (cls[c] > cls[best])
+                    best = c;
+            }
+            if (pass == 0)
+                area[best] += 1;
+            if (!p->argmax_cos && cls[best] < p->prob_thd)
+                best = 0;
+            pred[i] = (uint8_t)best;
+            if (cp)
+                for (int c = 0; c < C; c++)
+                    cp[(size_t)c * n + i] = cls[c];
+        }
+    }
+done:
+    free(cls);
+    free(area);
+    free(keep);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ steps 1-5 */
+
+static int check_queries(const struct hx_queries *q)
+{
+    int N = q->bank->n_classes;
+    if (q->n_classes < 1)
+        return hx_err(HX_EINVAL, "no classes to segment");
+    for (int k = 0; k < N; k++)
+        if (q->name_class[k] < 0 || q->name_class[k] >= q->n_classes)
+            return hx_err(HX_EINVAL, "query name %d maps to class %d, outside 0..%d", k,
+                          q->name_class[k], q->n_classes - 1);
+    return 0;
+}
+
+int hx_dense_segment(const struct hx_dense_encoder *enc, const struct hx_dense_params *p,
+                     const struct hx_queries *q, const struct hx_image *im, int out_h, int out_w,
+                     uint8_t *pred, float *probs)
+{
+    const struct hx_text_bank *b = q->bank;
+    int N = b->n_classes, M = b->n_members, E = enc->dim, rc;
+    int H = im->h, W = im->w, needs_global = hx_ens_rule_needs_global(q->point.rule);
+    struct hx_windows wins = {0};
+    struct hx_accum acc = {0};
+    uint8_t *rgb = NULL;
+    float *img = NULL, *crop = NULL, *dense = NULL, *pooled = NULL, *cos = NULL, *gdot = NULL;
+    float *tok = NULL, *grid = NULL, *up = NULL, *maps = NULL, *guide = NULL;
+    if ((rc = check_queries(q)))
+        return rc;
+    if (E != b->dim)
+        return hx_err(HX_EINVAL, "the encoder gives %d-dim tokens, the text bank holds %d-dim "
+                      "embeddings", E, b->dim);
+
+    /* 1. resize and normalise */
+    if (p->short_side > 0) {
+        if ((rc = hx_rescale_size(im->h, im->w, p->long_max, p->short_side, &H, &W)))
+            return rc;
+        rgb = hx_malloc((size_t)H * W * 3, "resized image");
+        if (!rgb)
+            return HX_ENOMEM;
+        if ((rc = hx_cv_resize_linear(im->px, im->w, im->h, 3, rgb, W, H)))
+            goto done;
+    }
+    struct hx_image view = {W, H, rgb ? rgb : im->px};
+    img = hx_malloc(sizeof(float) * 3 * (size_t)H * W, "normalised image");
+    if (!img) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    hx_image_to_tensor(&view, p->mean, p->std, img);
+
+    /* 2-3. windows, scores per name, average */
+    if ((rc = hx_windows_make(&wins, H, W, p->crop, p->crop, p->stride, p->stride)) ||
+        (rc = hx_accum_init(&acc, N, H, W)))
+        goto done;
+    int ch = p->crop > 0 && p->crop < H ? p->crop : H, cw = p->crop > 0 && p->crop < W ? p->crop : W;
+    size_t maxtok = (size_t)(ch / enc->patch) * (cw / enc->patch);
+    crop = hx_malloc(sizeof(float) * 3 * (size_t)ch * cw, "window");
+    dense = hx_malloc(sizeof(float) * maxtok * E, "dense tokens");
+    pooled = hx_malloc(sizeof(float) * E, "pooled embedding");
+    cos = hx_malloc(sizeof(float) * maxtok * M, "member cosines");
+    gdot = hx_malloc(sizeof(float) * M, "global dot products");
+    tok = hx_malloc(sizeof(float) * maxtok * N, "name scores");
+    grid = hx_malloc(sizeof(float) * maxtok * N, "name score grid");
+    up = hx_malloc(sizeof(float) * (size_t)N * ch * cw, "window scores");
+    if (!crop || !dense || !pooled || !cos || !gdot || !tok || !grid || !up) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    for (int w = 0; w < wins.n; w++) {
+        const struct hx_window *win = &wins.win[w];
+        int wh = win->y2 - win->y1, ww = win->x2 - win->x1, gh, gw;
+        hx_window_crop(img, 3, H, W, win, crop);
+        if ((rc = enc->encode(enc->ctx, crop, wh, ww, dense, needs_global ? pooled : NULL, &gh,
+                              &gw)))
+            goto done;
+        int g = gh * gw;
+        hx_l2_normalize_rows(dense, g, E);
+        hx_score_cos(dense, g, b->emb, M, E, cos);
+        if (needs_global) {
+            hx_l2_normalize_rows(pooled, 1, E);
+            hx_score_cos(pooled, 1, b->emb, M, E, gdot);
+        }
+        if ((rc = hx_ens_scores(b, &q->point, cos, g, p->logit_scale, needs_global ? gdot : NULL,
+                                tok)))
+            goto done;
+        for (int t = 0; t < g; t++) /* [g, N] -> planar [N, gh, gw] */
+            for (int k = 0; k < N; k++)
+                grid[(size_t)k * g + t] = tok[(size_t)t * N + k];
+        if ((rc = hx_resize_bilinear(grid, N, gh, gw, up, wh, ww, 0)) ||
+            (rc = hx_accum_add(&acc, win, up)))
+            goto done;
+    }
+    if ((rc = hx_accum_average(&acc, acc.sum)))
+        goto done;
+
+    /* 4. to the label size */
+    size_t n = (size_t)out_h * out_w;
+    maps = hx_malloc(sizeof(float) * N * n, "name score maps");
+    if (!maps) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    if ((rc = hx_resize_bilinear(acc.sum, N, H, W, maps, out_h, out_w, 0)))
+        goto done;
+
+    /* 5. PAMR, guided by the network's input resized to the label size */
+    if (p->pamr.iters > 0) {
+        guide = hx_malloc(sizeof(float) * 3 * n, "PAMR guide image");
+        if (!guide) {
+            rc = HX_ENOMEM;
+            goto done;
+        }
+        if ((rc = hx_resize_bilinear(img, 3, H, W, guide, out_h, out_w, 0)) ||
+            (rc = hx_pamr(guide, 3, out_h, out_w, maps, N, &p->pamr)))
+            goto done;
+    }
+
+    /* 6. decide */
+    rc = hx_dense_decide(p, q, maps, (int)n, pred, probs);
+done:
+    hx_windows_free(&wins);
+    hx_accum_free(&acc);
+    free(rgb), free(img), free(crop), free(dense), free(pooled), free(cos), free(gdot);
+    free(tok), free(grid), free(up), free(maps), free(guide);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ presets (SPEC 2) */
+
+static int is(const char *a, const char *b) { return strcmp(a, b) == 0; }
+
+int hx_dense_preset_get(const char *method, const char *dataset, struct hx_dense_preset *out)
+{
+    static const char *const datasets[] = {"voc21", "voc20", "context60", "context59",
+                                           "coco_object", "coco_stuff171", "cityscapes",
+                                           "ade150", "synth"};
+    int known = 0;
+    for (size_t i = 0; i < sizeof datasets / sizeof *datasets; i++)
+        known |= is(dataset, datasets[i]);
+    if (!known)
+        return hx_err(HX_EINVAL, "no preset for dataset '%s'", dataset);
+    struct hx_dense_preset r = {0};
+    struct hx_dense_params *p = &r.params;
+    memcpy(p->mean, hx_clip_mean, sizeof p->mean);
+    memcpy(p->std, hx_clip_std, sizeof p->std);
+    p->long_max = 2048;
+    p->area_thd = -1;
+    r.templates = 80;
+    int voc21 = is(dataset, "voc21"), ctx60 = is(dataset, "context60"),
+        obj = is(dataset, "coco_object"), city = is(dataset, "cityscapes");
+    if (is(method, "sclip")) {
+        r.variant = "sclip";
+        p->short_side = is(dataset, "coco_stuff171") ? 448 : city ? 560 : 336;
+        p->crop = 224, p->stride = 112;
+        p->logit_scale = voc21 ? 65 : (ctx60 || obj) ? 50 : 40;
+        p->prob_thd = (voc21 || ctx60 || obj) ? 0.1f : 0;
+        p->area_thd = voc21 ? 0.1f : -1;
+    } else if (is(method, "clearclip")) {
+        r.variant = "clearclip";
+        r.literal_background = 1;
+        p->short_side = 448;
+        p->crop = city ? 224 : 448, p->stride = 224;
+        p->logit_scale = 50;
+        p->prob_thd = voc21 ? 0.5f : ctx60 ? 0.15f : obj ? 0.4f : 0;
+    } else if (is(method, "naclip") || is(method, "naclip-pamr")) {
+        r.variant = "naclip";
+        p->short_side = city ? 560 : 336;
+        int voc = voc21 || is(dataset, "voc20");
+        p->crop = voc ? 0 : 224, p->stride = voc ? 0 : 112;
+        p->logit_scale = 40;
+        p->prob_thd = (voc21 || ctx60 || obj) ? 0.1f : 0;
+        if (is(method, "naclip-pamr"))
+            p->pamr = (struct hx_pamr_opts)HX_PAMR_OPTS_NACLIP;
+    } else if (is(method, "maskclip")) {
+        r.variant = "maskclip";
+        r.templates = 85;
+        static const float in_mean[3] = {0.485f, 0.456f, 0.406f}, in_std[3] = {0.229f, 0.224f, 0.225f};
+        memcpy(p->mean, in_mean, sizeof p->mean); /* MaskCLIP's mmseg config: ImageNet */
+        memcpy(p->std, in_std, sizeof p->std);
+        p->short_side = 512;
+        p->crop = 0, p->stride = 0;
+        p->logit_scale = 100;
+        p->argmax_cos = 1;
+    } else {
+        return hx_err(HX_EINVAL, "unknown method '%s' (expected sclip, clearclip, naclip, "
+                      "naclip-pamr or maskclip)", method);
+    }
+    *out = r;
+    return 0;
+}
