@@ -524,6 +524,36 @@ START_TEST(small_vocab_repeated_pairs)
     const int32_t a9[] = {4, 3, 3, 1, 5};    /* 4+4+1: aaaa aaaa a</w> */
     tokenize_expect(t, "aaaaaaaaa", a9, 5);
     hx_tokenizer_free(t);
+
+    /* All occurrences merge in the same pass, before a pair the merge creates is looked at:
+     * x y x y x z</w> -> (x,y) everywhere: xy xy x z</w> -> (xy,x): xy xyx z</w>.
+     * Merging one occurrence per pass would give xyx y x z</w> instead. */
+    const char *v2 = "{\"x\": 0, \"y\": 1, \"z</w>\": 2, \"xy\": 3, \"xyx\": 4, "
+                     "\"<|startoftext|>\": 5, \"<|endoftext|>\": 6}";
+    t = open_small(v2, "#version: 0.2\nxy x\nx y\n", NULL);
+    ck_assert_msg(t != NULL, "%s", hx_errmsg());
+    const int32_t xy[] = {5, 3, 4, 2, 6};
+    tokenize_expect(t, "xyxyxz", xy, 5);
+    hx_tokenizer_free(t);
+}
+END_TEST
+
+/* The pattern is case-insensitive: after lowercasing this only matters for U+017F LONG S,
+ * which matches the 's' of "'s". Its bytes C5 BF map to the symbols U+00C5 U+00BF. */
+START_TEST(small_vocab_long_s_contraction)
+{
+    const char *v = "{\"'\": 0, \"'</w>\": 1, \"\xc3\x85\": 2, \"\xc2\xbf</w>\": 3, "
+                    "\"'\xc3\x85\": 4, \"'\xc3\x85\xc2\xbf</w>\": 5, \"\xc2\xbf\": 6, "
+                    "\"<|startoftext|>\": 7, \"<|endoftext|>\": 8}";
+    struct hx_tokenizer *t =
+        open_small(v, "#version: 0.2\n' \xc3\x85\n'\xc3\x85 \xc2\xbf</w>\n", NULL);
+    ck_assert_msg(t != NULL, "%s", hx_errmsg());
+    const int32_t one[] = {7, 5, 8}; /* "'\u017f" is one piece: ' A ?</w> -> 'A ?</w> -> one */
+    tokenize_expect(t, "'\xc5\xbf", one, 3);
+    /* "'\u017f\u017f": the piece is still "'\u017f", then the letter word "\u017f" */
+    const int32_t two[] = {7, 5, 2, 3, 8};
+    tokenize_expect(t, "'\xc5\xbf\xc5\xbf", two, 5);
+    hx_tokenizer_free(t);
 }
 END_TEST
 
@@ -836,6 +866,7 @@ Suite *suite_tokenizer(void)
     TCase *tu = tcase_create("units");
     tcase_add_test(tu, small_vocab_rank_order);
     tcase_add_test(tu, small_vocab_repeated_pairs);
+    tcase_add_test(tu, small_vocab_long_s_contraction);
     tcase_add_test(tu, error_missing_dir);
     tcase_add_test(tu, error_corrupt_json);
     tcase_add_test(tu, error_merge_not_in_vocab);
