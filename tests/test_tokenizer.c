@@ -287,6 +287,13 @@ START_TEST(tokenizer_json_pair_merges)
     ck_assert_msg(hx_tokenizer_open(&t, dir) == 0, "%s", hx_errmsg());
     check_all_cases(t, &c, "tokenizer.json with pair merges");
     hx_tokenizer_free(t);
+    /* under another name it is recognised by its "model" object */
+    spit(dir, "clip-fast.json", out, strlen(out));
+    char path[600];
+    snprintf(path, sizeof path, "%s/clip-fast.json", dir);
+    ck_assert_msg(hx_tokenizer_open_file(&t, path) == 0, "%s", hx_errmsg());
+    check_all_cases(t, &c, "clip-fast.json");
+    hx_tokenizer_free(t);
     cJSON_free(out);
     cJSON_Delete(root);
     cJSON_Delete(c.root);
@@ -425,7 +432,7 @@ START_TEST(invalid_utf8)
         HX_SKIP("fixtures clip/ absent");
     int32_t got[CTX];
     ck_assert_int_eq(hx_tokenize(t, "caf\xe9 au lait", got, CTX), HX_EINVAL);
-    ck_assert_ptr_nonnull(strstr(hx_errmsg(), "caf"));
+    ck_assert_ptr_nonnull(strstr(hx_errmsg(), "caf\\xE9 au"));
     ck_assert_ptr_nonnull(strstr(hx_errmsg(), "UTF-8"));
     ck_assert_int_eq(hx_tokenize(t, "\xed\xa0\x80", got, CTX), HX_EINVAL); /* a surrogate */
     hx_tokenizer_free(t);

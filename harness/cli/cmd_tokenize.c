@@ -21,6 +21,8 @@ static const char usage[] =
     "                    one of those files\n"
     "  --help            this text\n"
     "\n"
+    "A TEXT that starts with \"--\" goes after a \"--\" argument.\n"
+    "\n"
     "exit codes: 0 ok, 1 failure, 2 bad usage or input (missing or malformed files, invalid\n"
     "UTF-8 text)\n";
 

@@ -2,6 +2,7 @@
 
 #include "harness/error.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -328,6 +329,26 @@ static int decode(const char *s, size_t len, int32_t **cps, size_t *n)
     return 0;
 }
 
+/* The first bytes of `text` for a message: valid UTF-8 as is, other bytes as \xNN. */
+static void quote_text(const char *text, size_t len, char *out, size_t cap)
+{
+    const uint8_t *s = (const uint8_t *)text;
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 8 < cap && i < 60;) {
+        int32_t cp;
+        utf8proc_ssize_t n = utf8proc_iterate(s + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (n > 0 && cp >= 0x20) {
+            memcpy(out + o, s + i, (size_t)n);
+            o += (size_t)n;
+            i += (size_t)n;
+        } else {
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02X", s[i]);
+            i++;
+        }
+    }
+    out[o] = 0;
+}
+
 static int check_utf8(const char *text)
 {
     size_t len = strlen(text);
@@ -335,9 +356,12 @@ static int check_utf8(const char *text)
     for (size_t i = 0; i < len;) {
         int32_t cp;
         utf8proc_ssize_t n = utf8proc_iterate(s + i, (utf8proc_ssize_t)(len - i), &cp);
-        if (n <= 0)
-            return hx_err(HX_EINVAL, "text \"%.60s%s\" is not valid UTF-8 (byte %zu)", text,
+        if (n <= 0) {
+            char q[320];
+            quote_text(text, len, q, sizeof q);
+            return hx_err(HX_EINVAL, "text \"%s%s\" is not valid UTF-8 (byte %zu)", q,
                           len > 60 ? "..." : "", i);
+        }
         i += (size_t)n;
     }
     return 0;

@@ -523,37 +523,26 @@ static int load_vocab_object(struct hx_tokenizer *t, const char *file, const cJS
     return 0;
 }
 
-/* vocab.json + merges.txt (Hugging Face "slow" CLIPTokenizer files). */
-static int load_vocab_merges(struct hx_tokenizer *t, const char *vocab_path,
+/* vocab.json (parsed: `root`) + merges.txt, the Hugging Face "slow" CLIPTokenizer files. */
+static int load_vocab_merges(struct hx_tokenizer *t, const char *vocab_path, const cJSON *root,
                              const char *merges_path)
 {
     char *text = NULL;
     size_t len;
-    cJSON *root = NULL;
-    int rc = read_file(vocab_path, &text, &len);
-    if (rc || (rc = parse_json(vocab_path, text, len, &root)) ||
-        (rc = load_vocab_object(t, vocab_path, root)) || (rc = finish_vocab(t)))
-        goto done;
-    free(text);
-    text = NULL;
-    if ((rc = read_file(merges_path, &text, &len)))
+    int rc = load_vocab_object(t, vocab_path, root);
+    if (rc || (rc = finish_vocab(t)) || (rc = read_file(merges_path, &text, &len)))
         goto done;
     rc = load_merge_lines(t, merges_path, text, len, 2, INT32_MAX, 0, NULL);
 done:
-    cJSON_Delete(root);
     free(text);
     return rc;
 }
 
-/* tokenizer.json (Hugging Face "fast" tokenizer): model.vocab, model.merges, added_tokens. */
-static int load_tokenizer_json(struct hx_tokenizer *t, const char *path)
+/* tokenizer.json (parsed: `root`), the Hugging Face "fast" tokenizer: model.vocab,
+ * model.merges, added_tokens. */
+static int load_tokenizer_json(struct hx_tokenizer *t, const char *path, const cJSON *root)
 {
-    char *text = NULL;
-    size_t len;
-    cJSON *root = NULL;
-    int rc = read_file(path, &text, &len);
-    if (rc || (rc = parse_json(path, text, len, &root)))
-        goto done;
+    int rc = 0;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
     const cJSON *eow = cJSON_GetObjectItemCaseSensitive(model, "end_of_word_suffix");
@@ -620,8 +609,6 @@ static int load_tokenizer_json(struct hx_tokenizer *t, const char *path)
             goto done;
     }
 done:
-    cJSON_Delete(root);
-    free(text);
     return rc;
 }
 
@@ -707,27 +694,60 @@ static char *sibling(const char *path, const char *name)
     return s;
 }
 
-/* Whether a .json file is a fast-tokenizer file (has a top-level "model"). */
-static int looks_like_tokenizer_json(const char *path)
+/* A .json file: tokenizer.json when named so or when it has a "model" object, otherwise a
+ * vocab.json paired with the merges.txt beside it. */
+static int load_json_file(struct hx_tokenizer *t, const char *path)
 {
-    if (!strcmp(base_name(path), "tokenizer.json"))
-        return 1;
-    if (!strcmp(base_name(path), "vocab.json"))
-        return 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 1; /* the loader reports the error */
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return strstr(buf, "\"model\"") != NULL || strstr(buf, "\"added_tokens\"") != NULL;
+    char *text = NULL, *merges = NULL;
+    size_t len;
+    cJSON *root = NULL;
+    int rc = read_file(path, &text, &len);
+    if (rc || (rc = parse_json(path, text, len, &root)))
+        goto done;
+    const char *name = base_name(path);
+    if (!strcmp(name, "tokenizer.json") ||
+        (strcmp(name, "vocab.json") && cJSON_IsObject(cJSON_GetObjectItem(root, "model")))) {
+        rc = load_tokenizer_json(t, path, root);
+        goto done;
+    }
+    if (!(merges = sibling(path, "merges.txt")))
+        rc = hx_err(HX_ENOMEM, "out of memory");
+    else if (!file_exists(merges))
+        rc = hx_err(HX_ENOTFOUND, "%s: no merges.txt beside this vocabulary (looked for %s)",
+                    path, merges);
+    else
+        rc = load_vocab_merges(t, path, root, merges);
+done:
+    cJSON_Delete(root);
+    free(text);
+    free(merges);
+    return rc;
+}
+
+/* vocab.json (beside `merges_path`) + merges.txt. */
+static int load_merges_file(struct hx_tokenizer *t, const char *merges_path)
+{
+    char *vocab = sibling(merges_path, "vocab.json"), *text = NULL;
+    size_t len;
+    cJSON *root = NULL;
+    int rc = 0;
+    if (!vocab)
+        rc = hx_err(HX_ENOMEM, "out of memory");
+    else if (!file_exists(vocab))
+        rc = hx_err(HX_ENOTFOUND, "%s: no vocab.json beside these merges (looked for %s)",
+                    merges_path, vocab);
+    else if (!(rc = read_file(vocab, &text, &len)) &&
+             !(rc = parse_json(vocab, text, len, &root)))
+        rc = load_vocab_merges(t, vocab, root, merges_path);
+    cJSON_Delete(root);
+    free(text);
+    free(vocab);
+    return rc;
 }
 
 int hx_tokenizer_open_file(struct hx_tokenizer **out, const char *path)
 {
     struct hx_tokenizer *t = NULL;
-    char *other = NULL;
     *out = NULL;
     int rc = new_tokenizer(&t, path);
     if (rc)
@@ -735,31 +755,16 @@ int hx_tokenizer_open_file(struct hx_tokenizer **out, const char *path)
     const char *name = base_name(path);
     if (ends_with(name, ".gz") || !strncmp(name, "bpe_simple", 10)) {
         rc = load_bpe_gz(t, path);
-    } else if (ends_with(name, ".json") && looks_like_tokenizer_json(path)) {
-        rc = load_tokenizer_json(t, path);
     } else if (ends_with(name, ".json")) {
-        if (!(other = sibling(path, "merges.txt")))
-            rc = hx_err(HX_ENOMEM, "out of memory");
-        else if (!file_exists(other))
-            rc = hx_err(HX_ENOTFOUND, "%s: no merges.txt beside this vocabulary (looked for %s)",
-                        path, other);
-        else
-            rc = load_vocab_merges(t, path, other);
+        rc = load_json_file(t, path);
     } else if (ends_with(name, "merges.txt")) {
-        if (!(other = sibling(path, "vocab.json")))
-            rc = hx_err(HX_ENOMEM, "out of memory");
-        else if (!file_exists(other))
-            rc = hx_err(HX_ENOTFOUND, "%s: no vocab.json beside these merges (looked for %s)",
-                        path, other);
-        else
-            rc = load_vocab_merges(t, other, path);
+        rc = load_merges_file(t, path);
     } else {
         rc = hx_err(HX_EINVAL,
                     "%s: not a tokenizer file (expected vocab.json, merges.txt, tokenizer.json "
                     "or bpe_simple_vocab_16e6.txt.gz)",
                     path);
     }
-    free(other);
     if (rc) {
         hx_tokenizer_free(t);
         return rc;
