@@ -974,6 +974,15 @@ static size_t cp_at(const char *s, size_t len, size_t i, int32_t *cp)
     return (size_t)n;
 }
 
+/* A character of the last class [^\s\p{L}\p{N}]. Under IGNORECASE the Python `regex` module
+ * tests a negated class against every case variant of the character, so U+0345 COMBINING
+ * GREEK YPOGEGRAMMENI (Mn, but a case variant of the letter iota) is in no class of the
+ * pattern: it is skipped like whitespace. It is the only such character. */
+static int is_other(int32_t cp)
+{
+    return !hx_uc_is_space(cp) && !hx_uc_is_letter(cp) && !hx_uc_is_number(cp) && cp != 0x345;
+}
+
 /* The next piece of the pattern
  *   <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
  * at or after s[*pos]; returns 0 at the end of the text. *special is set for the two
@@ -1010,11 +1019,9 @@ static int next_piece(const char *s, size_t len, size_t *pos, size_t *start, siz
             *end = *pos = i + n;
             return 1;
         }
-        if (!hx_uc_is_space(cp)) {
+        if (is_other(cp)) {
             size_t j = i + n;
-            while (j < len && (n = cp_at(s, len, j, &cp), !hx_uc_is_space(cp) &&
-                                                             !hx_uc_is_letter(cp) &&
-                                                             !hx_uc_is_number(cp)))
+            while (j < len && (n = cp_at(s, len, j, &cp), is_other(cp)))
                 j += n;
             *start = i;
             *end = *pos = j;
