@@ -346,7 +346,8 @@ END_TEST
  * of SPEC 1 on the same vocabulary (html.unescape, the `regex` module with the CLIP pattern
  * and IGNORECASE, str.lower, unicodedata NFC): U+0345 matches no class of the pattern, U+017F
  * matches the 's' of "'s", U+001C..U+001F are stripped but are not \\s, final sigma, U+0130,
- * entities that spell a special token, one token per non-ASCII digit, cp1252 references. */
+ * entities that spell a special token, one token per non-ASCII digit, cp1252 references.
+ * Rows from `scripts/check_tokenizer.py --table TEXT...`. */
 static const struct {
     const char *text;
     int32_t ids[16];
