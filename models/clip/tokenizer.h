@@ -5,8 +5,9 @@
  * original OpenAI file; the vocabulary is derived from the merges). A path to a file of one of
  * these kinds can be given to hx_tokenizer_open_file: "*.gz" or "bpe_simple*" is the original
  * file (line 1 a header, then at most 48894 merges), "*merges.txt" pairs with the vocab.json
- * beside it (a first line "#version..." is skipped), and a "*.json" is a tokenizer.json when
- * it has a "model" object, else a vocab.json paired with the merges.txt beside it.
+ * beside it (a first line "#version..." is skipped), and a "*.json" is read as a
+ * tokenizer.json when so named or when it has a top-level "model" object, else as a vocab.json
+ * paired with the merges.txt beside it.
  * Every merge and its result must be in the vocabulary; errors name the file (and line or
  * merge index). A merge listed twice keeps its last rank, as in the Python code.
  * Ownership: open allocates; hx_tokenizer_free frees. A tokenizer is not thread-safe (it keeps
@@ -39,9 +40,11 @@ int32_t hx_tokenizer_id(const struct hx_tokenizer *t, const char *token);
  * (>= 2), or a negative error (invalid UTF-8 is an HX_EINVAL error quoting the text).
  * The text is cleaned as in models/clip/text_norm.h (hx_clip_clean_text), split with the
  * CLIP pattern, and each piece encoded by BPE; "<|startoftext|>" / "<|endoftext|>" in the
- * text become the special ids. A small vocabulary lacking the symbol of some byte makes a
- * word with that byte an HX_EINVAL error naming the word (the original tokenizer fails too;
- * Hugging Face would substitute the unknown token). */
+ * text become the special ids. As SPEC 1 says, there is no ftfy step (the original Python
+ * code runs ftfy.fix_text first, which for instance uncurls quotes and splits ligatures).
+ * A small vocabulary lacking the symbol of some byte makes a word with that byte an HX_EINVAL
+ * error naming the word (the original tokenizer fails too; Hugging Face would substitute the
+ * unknown token). */
 int hx_tokenize(struct hx_tokenizer *t, const char *text, int32_t *ids, int max_len);
 
 #endif
