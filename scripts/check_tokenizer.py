@@ -8,7 +8,7 @@ ASCII, whitespace of every kind, entities, contractions, special tokens and Unic
 digits, marks and symbols, through the CLI in batches, and reports every mismatch.
 
   scripts/check_tokenizer.py [--seed N] [--count N] [--harness build/harness]
-                             [--fixtures ../shared/fixtures]
+                             [--fixtures ../shared/fixtures] [--model DIR|FILE]
   scripts/check_tokenizer.py --table TEXT...   # C rows {"text", {ids}} for the tests
 
 Exit status 0 when everything agrees, 1 otherwise.
@@ -143,6 +143,7 @@ def main():
     ap.add_argument("--harness", default=os.path.join(root, "build/harness"))
     ap.add_argument("--fixtures", default=os.environ.get("HARNESS_FIXTURES") or
                     os.path.join(root, "../shared/fixtures"))
+    ap.add_argument("--model", help="what harness tokenize reads (default: the merges file)")
     ap.add_argument("--table", nargs="+", metavar="TEXT")
     args = ap.parse_args()
     gz = os.path.join(args.fixtures, "clip/bpe_simple_vocab_16e6.txt.gz")
@@ -164,7 +165,7 @@ def main():
     mismatches = 0
     for k in range(0, len(texts), 400):
         batch = texts[k:k + 400]
-        run = subprocess.run([args.harness, "tokenize", "--model", gz, "--"] + batch,
+        run = subprocess.run([args.harness, "tokenize", "--model", args.model or gz, "--"] + batch,
                              capture_output=True, text=True)
         if run.returncode != 0:
             print("harness failed:", run.stderr.strip())
