@@ -1,7 +1,9 @@
 #include "harness/cli/cli.h"
 #include "tests/test_util.h"
 
+#include <fcntl.h>
 #include <stdio.h>
+#include <unistd.h>
 
 START_TEST(parses_options_and_positionals)
 {
@@ -37,9 +39,18 @@ START_TEST(rejects_bad_usage)
     char *unknown[] = {"x", "--nope"};
     char *notint[] = {"x", "--runs", "3x"};
     char *novalue[] = {"x", "--runs"};
+    /* the parser prints each usage error on stderr: keep them out of the test log */
+    fflush(stderr);
+    int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2);
     ck_assert_int_eq(cli_parse("x", 2, unknown, opts, 1, pos, &npos), 2);
     ck_assert_int_eq(cli_parse("x", 3, notint, opts, 1, pos, &npos), 2);
-    ck_assert_int_eq(cli_parse("x", 2, novalue, opts, 1, pos, &npos), 2);
+    int rc_novalue = cli_parse("x", 2, novalue, opts, 1, pos, &npos);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(devnull);
+    ck_assert_int_eq(rc_novalue, 2);
     ck_assert_int_eq(runs, 0);
 }
 END_TEST
