@@ -110,31 +110,38 @@ void hx_gelu_tanh(float *x, size_t n)
     }
 }
 
+/* Sixteen lane-wise partial results per reduction: vectorisable and with a fixed order, so
+ * the result does not depend on which clone runs. */
+#define LANES 16
+
 HX_CLONES void hx_softmax_rows(float *x, int rows, int cols)
 {
     for (int r = 0; r < rows; r++) {
         float *xr = x + (size_t)r * cols;
+        float mx[LANES], sum[LANES];
+        for (int l = 0; l < LANES; l++)
+            mx[l] = -INFINITY, sum[l] = 0;
+        int body = cols / LANES * LANES;
+        for (int j = 0; j < body; j += LANES)
+            for (int l = 0; l < LANES; l++)
+                mx[l] = xr[j + l] > mx[l] ? xr[j + l] : mx[l];
         float m = -INFINITY;
-        for (int j = 0; j < cols; j++)
+        for (int j = body; j < cols; j++)
             m = xr[j] > m ? xr[j] : m;
-        /* eight partial sums: a vectorisable reduction with a fixed order */
-        float part[8] = {0};
-        int j = 0;
-        for (; j + 8 <= cols; j += 8)
-            for (int l = 0; l < 8; l++) {
-                float e = fast_expf(xr[j + l] - m);
-                xr[j + l] = e;
-                part[l] += e;
-            }
-        for (; j < cols; j++) {
-            float e = fast_expf(xr[j] - m);
-            xr[j] = e;
-            part[0] += e;
-        }
-        float s = ((part[0] + part[1]) + (part[2] + part[3])) +
-                  ((part[4] + part[5]) + (part[6] + part[7]));
+        for (int l = 0; l < LANES; l++)
+            m = mx[l] > m ? mx[l] : m;
+        for (int j = 0; j < cols; j++)
+            xr[j] = fast_expf(xr[j] - m);
+        for (int j = 0; j < body; j += LANES)
+            for (int l = 0; l < LANES; l++)
+                sum[l] += xr[j + l];
+        float s = 0;
+        for (int j = body; j < cols; j++)
+            s += xr[j];
+        for (int l = 0; l < LANES; l++)
+            s += sum[l];
         float inv = 1.0f / s;
-        for (j = 0; j < cols; j++)
+        for (int j = 0; j < cols; j++)
             xr[j] *= inv;
     }
 }
