@@ -558,6 +558,13 @@ done:
     return rc;
 }
 
+int hx_clip_encode_view(void *ctx, const float *img, int H, int W, float *dense, float *pooled,
+                        int *gh, int *gw)
+{
+    struct hx_clip_view *v = ctx;
+    return hx_clip_encode_image(v->model, img, H, W, v->variant, pooled, dense, gh, gw);
+}
+
 /* ---------------------------------------------------------------- text */
 
 #define TEXT_BATCH 128

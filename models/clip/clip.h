@@ -67,6 +67,15 @@ int hx_clip_encode_text(struct hx_clip *m, const char *const *texts, int n, floa
 int hx_clip_encode_image(struct hx_clip *m, const float *img, int H, int W,
                          enum hx_variant variant, float *pooled, float *dense, int *gh, int *gw);
 
+/* Adaptor to the dense protocol's encoder callback (harness/protocol.h): ctx points to a
+ * struct hx_clip_view; pooled (may be NULL) comes from the vanilla forward. */
+struct hx_clip_view {
+    struct hx_clip *model;
+    enum hx_variant variant;
+};
+int hx_clip_encode_view(void *ctx, const float *img, int H, int W, float *dense, float *pooled,
+                        int *gh, int *gw);
+
 /* Workspace for the staged API at a given number of tokens. */
 struct hx_vit_ws;
 int hx_vit_ws_new(struct hx_vit_ws **out, const struct hx_clip *m, int T);
