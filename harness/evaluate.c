@@ -84,6 +84,8 @@ int hx_eval_dirs(const char *pred_dir, const char *gt_dir, const struct hx_eval_
             goto done;
         hx_labelmap_free(&gt);
         hx_labelmap_free(&pr);
+        if (o->progress)
+            o->progress((size_t)i + 1, (size_t)n, o->progress_ctx);
     }
     *out = m;
     m = NULL;

@@ -13,6 +13,9 @@ struct hx_eval_opts {
     int num_classes;
     int ignore_index;      /* 255 by default */
     int reduce_zero_label; /* on the ground truth: 0 -> 255, k -> k-1, 255 stays */
+    /* optional: called after each image with (images done, total, ctx) */
+    void (*progress)(size_t done, size_t total, void *ctx);
+    void *progress_ctx;
 };
 
 /* Every *.png in gt_dir (sorted by name) is paired with pred_dir/<same stem>.png; both are

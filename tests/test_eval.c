@@ -309,14 +309,82 @@ START_TEST(eval_errors_name_the_files)
 }
 END_TEST
 
+static int python_torch_ok(void)
+{
+    return access("/usr/bin/python3", X_OK) == 0 &&
+           system("/usr/bin/python3 -c 'import numpy, torch, PIL' >/dev/null 2>&1") == 0 &&
+           access("scripts/miou_reference.py", R_OK) == 0;
+}
+
+static void compare_arrays(const cJSON *ref, const cJSON *got, const char *what)
+{
+    ck_assert_int_eq(cJSON_GetArraySize(ref), cJSON_GetArraySize(got));
+    char w[64];
+    for (int c = 0; c < cJSON_GetArraySize(ref); c++) {
+        const cJSON *r = cJSON_GetArrayItem(ref, c);
+        snprintf(w, sizeof w, "%s[%d]", what, c);
+        check_num(cJSON_GetArrayItem(got, c), w, cJSON_IsNull(r) ? NAN : r->valuedouble);
+    }
+}
+
+/* Real ground truth (ADE20K with reduce_zero_label, VOC palette and grey maps, raw
+ * COCO-Stuff maps whose values beyond C are simply not counted) against predictions made by
+ * the reference script, scored by torch.histc as mmseg does. */
+START_TEST(eval_matches_torch_reference)
+{
+    if (!python_torch_ok())
+        HX_SKIP("/usr/bin/python3 with numpy, torch and PIL not available");
+    const struct {
+        const char *dir;
+        int classes, reduce;
+    } cases[] = {{"ade20k/annotations", 150, 1}, {"voc", 21, 0}, {"cocostuff/stuffthingmaps", 171, 0}};
+    int ran = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const char *fx = hx_fixture(cases[k].dir);
+        if (!fx)
+            continue;
+        char gt[1024], root[512], pred[700], ref[700], out[700], err[700], cmd[4096];
+        snprintf(gt, sizeof gt, "%s", fx);
+        snprintf(root, sizeof root, "%s", hx_tmpdir());
+        snprintf(pred, sizeof pred, "%s/pred", root);
+        ck_assert_int_eq(mkdir(pred, 0700), 0);
+        snprintf(ref, sizeof ref, "%s/ref.json", root);
+        snprintf(out, sizeof out, "%s/out.json", root);
+        snprintf(err, sizeof err, "%s/err.txt", root);
+        snprintf(cmd, sizeof cmd,
+                 "/usr/bin/python3 scripts/miou_reference.py '%s' '%s' %d 255 %d --make-preds > '%s'",
+                 gt, pred, cases[k].classes, cases[k].reduce, ref);
+        ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
+        snprintf(cmd, sizeof cmd, "eval --pred '%s' --gt '%s' --num-classes %d %s --out '%s'", pred,
+                 gt, cases[k].classes, cases[k].reduce ? "--reduce-zero-label" : "", out);
+        ck_assert_int_eq(run_harness(cmd, err), 0);
+        cJSON *r = load_json(ref), *g = load_json(out);
+        ck_assert_int_eq(cJSON_GetObjectItem(g, "num_images")->valueint,
+                         cJSON_GetObjectItem(r, "num_images")->valueint);
+        const char *keys[] = {"aAcc", "mIoU", "mAcc"};
+        for (int i = 0; i < 3; i++)
+            check_num(cJSON_GetObjectItem(g, keys[i]), keys[i],
+                      cJSON_GetObjectItem(r, keys[i])->valuedouble);
+        compare_arrays(cJSON_GetObjectItem(r, "IoU"), cJSON_GetObjectItem(g, "IoU"), "IoU");
+        compare_arrays(cJSON_GetObjectItem(r, "Acc"), cJSON_GetObjectItem(g, "Acc"), "Acc");
+        cJSON_Delete(r);
+        cJSON_Delete(g);
+        ran++;
+    }
+    if (!ran)
+        HX_SKIP("no label-map fixtures");
+}
+END_TEST
+
 Suite *suite_eval(void)
 {
     Suite *s = suite_create("eval");
     TCase *tc = tcase_create("cli");
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 180);
     tcase_add_test(tc, eval_random_dirs_match_naive);
     tcase_add_test(tc, eval_palette_ground_truth);
     tcase_add_test(tc, eval_errors_name_the_files);
+    tcase_add_test(tc, eval_matches_torch_reference);
     suite_add_tcase(s, tc);
     return s;
 }

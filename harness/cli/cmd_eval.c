@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static const char usage[] =
     "usage: harness eval --pred DIR --gt DIR --num-classes N [--ignore-index I]\n"
@@ -24,6 +25,19 @@ static const char usage[] =
     "                        undefined), num_images, mIoU_ci95 [lo, hi]; written atomically\n"
     "\n"
     "Exit codes: 0 ok, 1 failure, 2 bad usage or input (missing prediction, size mismatch).\n";
+
+/* progress on stderr: a rewritten line on a terminal, a line per 10% otherwise */
+static void progress(size_t done, size_t total, void *ctx)
+{
+    int tty = *(int *)ctx;
+    if (tty) {
+        fprintf(stderr, "\reval: %zu/%zu images", done, total);
+        if (done == total)
+            fputc('\n', stderr);
+    } else if (total >= 20 && (done * 10 / total != (done - 1) * 10 / total)) {
+        fprintf(stderr, "eval: %zu/%zu images\n", done, total);
+    }
+}
 
 static int run(int argc, char **argv)
 {
@@ -73,7 +87,8 @@ static int run(int argc, char **argv)
             goto done;
         }
     }
-    struct hx_eval_opts o = {num_classes, ignore, reduce};
+    int tty = isatty(STDERR_FILENO);
+    struct hx_eval_opts o = {num_classes, ignore, reduce, progress, &tty};
     struct hx_metrics *m = NULL;
     int st = hx_eval_dirs(pred, gt, &o, &m);
     if (!st)
