@@ -3,7 +3,8 @@
  * A label map is one byte per pixel, row-major [h][w]. Reading accepts only what a label map
  * can be: greyscale 8-bit (colour type 0) or palette (colour type 3, bit depth 1/2/4/8), not
  * interlaced. Palette PNGs give the palette INDICES, never the colours, which is what the VOC
- * and Context annotations store. Everything else (RGB, alpha, 16-bit, interlaced, corrupt
+ * and Context annotations store (an index beyond the palette's length is returned as stored,
+ * as PIL does; ancillary chunks such as tRNS are checked by CRC and skipped). Everything else (RGB, alpha, 16-bit, interlaced, corrupt
  * chunks or data) is an error naming the file.
  *
  * Ownership: hx_labelmap_read / hx_labelmap_decode allocate px; hx_labelmap_free frees it
