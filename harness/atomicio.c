@@ -1,0 +1,98 @@
+#include "harness/atomicio.h"
+#include "harness/error.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int hx_read_file(const char *path, uint8_t **out, size_t *len)
+{
+    int rc = 0;
+    uint8_t *buf = NULL;
+    size_t cap = 0, n = 0;
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return hx_err(HX_EIO, "cannot open %s: %s", path, strerror(errno));
+    for (;;) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 65536;
+            uint8_t *nb = realloc(buf, ncap);
+            if (!nb) {
+                rc = hx_err(HX_ENOMEM, "out of memory reading %s", path);
+                goto done;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        rc = hx_err(HX_EIO, "error reading %s", path);
+        goto done;
+    }
+    *out = buf;
+    *len = n;
+    buf = NULL;
+done:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+int hx_write_atomic(const char *path, const void *data, size_t len)
+{
+    int rc = 0, fd = -1, created = 0;
+    size_t plen = strlen(path);
+    char *tmp = hx_malloc(plen + 16, "temporary file name");
+    if (!tmp)
+        return HX_ENOMEM;
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        rc = hx_err(HX_EIO, "cannot create a temporary file for %s: %s", path, strerror(errno));
+        goto done;
+    }
+    created = 1;
+    const uint8_t *p = data;
+    size_t left = len;
+    while (left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            rc = hx_err(HX_EIO, "cannot write %s: %s", path, strerror(errno));
+            goto done;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        rc = hx_err(HX_EIO, "cannot flush %s: %s", path, strerror(errno));
+        goto done;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        rc = hx_err(HX_EIO, "cannot close %s: %s", path, strerror(errno));
+        goto done;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        rc = hx_err(HX_EIO, "cannot rename into %s: %s", path, strerror(errno));
+        goto done;
+    }
+done:
+    if (fd >= 0)
+        close(fd);
+    if (rc && created)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}

@@ -1,0 +1,19 @@
+/* Whole-file reads and atomic whole-file writes.
+ *
+ * hx_write_atomic writes to a fresh temporary file in the destination's folder, flushes it
+ * and renames it over `path`, so a reader sees the old file or the complete new one, never a
+ * partial write. Ownership: hx_read_file allocates *out (caller frees with free()). */
+#ifndef HX_ATOMICIO_H
+#define HX_ATOMICIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Read all of `path`. HX_EIO naming the file on failure. */
+int hx_read_file(const char *path, uint8_t **out, size_t *len);
+
+/* Write `len` bytes atomically to `path`. HX_EIO naming the file on failure (the temporary
+ * file is removed). */
+int hx_write_atomic(const char *path, const void *data, size_t len);
+
+#endif
