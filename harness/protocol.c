@@ -5,6 +5,7 @@
 #include "harness/window.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,88 +105,171 @@ static int check_queries(const struct hx_queries *q)
     return 0;
 }
 
-int hx_dense_segment(const struct hx_dense_encoder *enc, const struct hx_dense_params *p,
-                     const struct hx_queries *q, const struct hx_image *im, int out_h, int out_w,
-                     uint8_t *pred, float *probs)
+void hx_dense_feats_free(struct hx_dense_feats *f)
 {
-    const struct hx_text_bank *b = q->bank;
-    int N = b->n_classes, M = b->n_members, E = enc->dim, rc;
-    int H = im->h, W = im->w, needs_global = hx_ens_rule_needs_global(q->point.rule);
-    struct hx_windows wins = {0};
-    struct hx_accum acc = {0};
-    uint8_t *rgb = NULL;
-    float *img = NULL, *crop = NULL, *dense = NULL, *pooled = NULL, *cos = NULL, *gdot = NULL;
-    float *tok = NULL, *grid = NULL, *up = NULL, *maps = NULL, *guide = NULL;
-    if ((rc = check_queries(q)))
-        return rc;
-    if (E != b->dim)
-        return hx_err(HX_EINVAL, "the encoder gives %d-dim tokens, the text bank holds %d-dim "
-                      "embeddings", E, b->dim);
+    if (!f)
+        return;
+    free(f->win);
+    free(f->grid);
+    free(f->dense);
+    free(f->pooled);
+    memset(f, 0, sizeof *f);
+}
 
-    /* 1. resize and normalise */
+int hx_dense_feats_alloc(struct hx_dense_feats *f, int nw, int T, int E)
+{
+    memset(f, 0, sizeof *f);
+    f->nw = nw, f->T = T, f->E = E;
+    f->win = hx_calloc(nw, sizeof *f->win, "windows");
+    f->grid = hx_calloc((size_t)nw * 2, sizeof *f->grid, "window grids");
+    f->dense = hx_calloc((size_t)nw * T * E, sizeof *f->dense, "dense tokens");
+    f->pooled = hx_calloc((size_t)nw * E, sizeof *f->pooled, "pooled embeddings");
+    if (!f->win || !f->grid || !f->dense || !f->pooled) {
+        hx_dense_feats_free(f);
+        return HX_ENOMEM;
+    }
+    return 0;
+}
+
+/* Step 1: the resized, normalised network input [3, *H, *W] (caller frees). */
+static int network_input(const struct hx_dense_params *p, const struct hx_image *im, float **out,
+                         int *H, int *W)
+{
+    int rc;
+    uint8_t *rgb = NULL;
+    *H = im->h, *W = im->w;
     if (p->short_side > 0) {
-        if ((rc = hx_rescale_size(im->h, im->w, p->long_max, p->short_side, &H, &W)))
+        if ((rc = hx_rescale_size(im->h, im->w, p->long_max, p->short_side, H, W)))
             return rc;
-        rgb = hx_malloc((size_t)H * W * 3, "resized image");
+        rgb = hx_malloc((size_t)*H * *W * 3, "resized image");
         if (!rgb)
             return HX_ENOMEM;
-        if ((rc = hx_cv_resize_linear(im->px, im->w, im->h, 3, rgb, W, H)))
-            goto done;
+        if ((rc = hx_cv_resize_linear(im->px, im->w, im->h, 3, rgb, *W, *H))) {
+            free(rgb);
+            return rc;
+        }
     }
-    struct hx_image view = {W, H, rgb ? rgb : im->px};
-    img = hx_malloc(sizeof(float) * 3 * (size_t)H * W, "normalised image");
-    if (!img) {
-        rc = HX_ENOMEM;
-        goto done;
-    }
-    hx_image_to_tensor(&view, p->mean, p->std, img);
+    struct hx_image view = {*W, *H, rgb ? rgb : im->px};
+    *out = hx_malloc(sizeof(float) * 3 * (size_t)*H * *W, "normalised image");
+    if (*out)
+        hx_image_to_tensor(&view, p->mean, p->std, *out);
+    free(rgb);
+    return *out ? 0 : HX_ENOMEM;
+}
 
-    /* 2-3. windows, scores per name, average */
-    if ((rc = hx_windows_make(&wins, H, W, p->crop, p->crop, p->stride, p->stride)) ||
-        (rc = hx_accum_init(&acc, N, H, W)))
+int hx_dense_features(const struct hx_dense_encoder *enc, const struct hx_dense_params *p,
+                      const struct hx_image *im, struct hx_dense_feats *out)
+{
+    int H, W, E = enc->dim, rc;
+    float *img = NULL, *crop = NULL;
+    struct hx_windows wins = {0};
+    memset(out, 0, sizeof *out);
+    if ((rc = network_input(p, im, &img, &H, &W)) ||
+        (rc = hx_windows_make(&wins, H, W, p->crop, p->crop, p->stride, p->stride)))
         goto done;
     int ch = p->crop > 0 && p->crop < H ? p->crop : H, cw = p->crop > 0 && p->crop < W ? p->crop : W;
-    size_t maxtok = (size_t)(ch / enc->patch) * (cw / enc->patch);
+    int T = (ch / enc->patch) * (cw / enc->patch);
+    if (T < 1) {
+        rc = hx_err(HX_EINVAL, "a %dx%d window holds no %d-pixel patch", cw, ch, enc->patch);
+        goto done;
+    }
+    if ((rc = hx_dense_feats_alloc(out, wins.n, T, E)))
+        goto done;
+    out->img_h = im->h, out->img_w = im->w, out->view_h = H, out->view_w = W;
     crop = hx_malloc(sizeof(float) * 3 * (size_t)ch * cw, "window");
-    dense = hx_malloc(sizeof(float) * maxtok * E, "dense tokens");
-    pooled = hx_malloc(sizeof(float) * E, "pooled embedding");
-    cos = hx_malloc(sizeof(float) * maxtok * M, "member cosines");
-    gdot = hx_malloc(sizeof(float) * M, "global dot products");
-    tok = hx_malloc(sizeof(float) * maxtok * N, "name scores");
-    grid = hx_malloc(sizeof(float) * maxtok * N, "name score grid");
-    up = hx_malloc(sizeof(float) * (size_t)N * ch * cw, "window scores");
-    if (!crop || !dense || !pooled || !cos || !gdot || !tok || !grid || !up) {
+    if (!crop) {
         rc = HX_ENOMEM;
         goto done;
     }
     for (int w = 0; w < wins.n; w++) {
         const struct hx_window *win = &wins.win[w];
-        int wh = win->y2 - win->y1, ww = win->x2 - win->x1, gh, gw;
+        int wh = win->y2 - win->y1, ww = win->x2 - win->x1;
+        out->win[w] = *win;
         hx_window_crop(img, 3, H, W, win, crop);
-        if ((rc = enc->encode(enc->ctx, crop, wh, ww, dense, needs_global ? pooled : NULL, &gh,
-                              &gw)))
+        if ((rc = enc->encode(enc->ctx, crop, wh, ww, out->dense + (size_t)w * T * E,
+                              out->pooled + (size_t)w * E, &out->grid[2 * w],
+                              &out->grid[2 * w + 1])))
             goto done;
-        int g = gh * gw;
-        hx_l2_normalize_rows(dense, g, E);
-        hx_score_cos(dense, g, b->emb, M, E, cos);
+    }
+done:
+    if (rc)
+        hx_dense_feats_free(out);
+    hx_windows_free(&wins);
+    free(img);
+    free(crop);
+    return rc;
+}
+
+int hx_dense_guide(const struct hx_dense_params *p, const struct hx_image *im, int out_h,
+                   int out_w, float *guide)
+{
+    float *img;
+    int H, W, rc = network_input(p, im, &img, &H, &W);
+    if (rc)
+        return rc;
+    rc = hx_resize_bilinear(img, 3, H, W, guide, out_h, out_w, 0);
+    free(img);
+    return rc;
+}
+
+int hx_dense_predict(const struct hx_dense_params *p, const struct hx_queries *q,
+                     const struct hx_dense_feats *f, const float *guide, int out_h, int out_w,
+                     uint8_t *pred, float *probs)
+{
+    const struct hx_text_bank *b = q->bank;
+    int N = b->n_classes, M = b->n_members, E = f->E, T = f->T, H = f->view_h, W = f->view_w;
+    int needs_global = hx_ens_rule_needs_global(q->point.rule), rc;
+    struct hx_accum acc = {0};
+    float *tok = NULL, *cos = NULL, *gdot = NULL, *pool = NULL, *score = NULL, *grid = NULL;
+    float *up = NULL, *maps = NULL;
+    if ((rc = check_queries(q)))
+        return rc;
+    if (E != b->dim)
+        return hx_err(HX_EINVAL, "the features have %d dimensions, the text bank %d", E, b->dim);
+    if (p->pamr.iters > 0 && !guide)
+        return hx_err(HX_EINVAL, "PAMR needs the guide image");
+    int ch = 0, cw = 0;
+    for (int w = 0; w < f->nw; w++) {
+        ch = f->win[w].y2 - f->win[w].y1 > ch ? f->win[w].y2 - f->win[w].y1 : ch;
+        cw = f->win[w].x2 - f->win[w].x1 > cw ? f->win[w].x2 - f->win[w].x1 : cw;
+    }
+    tok = hx_malloc(sizeof(float) * (size_t)T * E, "tokens");
+    cos = hx_malloc(sizeof(float) * (size_t)T * M, "member cosines");
+    gdot = hx_malloc(sizeof(float) * M, "global dot products");
+    pool = hx_malloc(sizeof(float) * E, "pooled embedding");
+    score = hx_malloc(sizeof(float) * (size_t)T * N, "name scores");
+    grid = hx_malloc(sizeof(float) * (size_t)T * N, "name score grid");
+    up = hx_malloc(sizeof(float) * (size_t)N * ch * cw, "window scores");
+    if (!tok || !cos || !gdot || !pool || !score || !grid || !up) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    if ((rc = hx_accum_init(&acc, N, H, W)))
+        goto done;
+    for (int w = 0; w < f->nw; w++) {
+        const struct hx_window *win = &f->win[w];
+        int wh = win->y2 - win->y1, ww = win->x2 - win->x1;
+        int gh = f->grid[2 * w], gw = f->grid[2 * w + 1], g = gh * gw;
+        memcpy(tok, f->dense + (size_t)w * T * E, sizeof(float) * (size_t)g * E);
+        hx_l2_normalize_rows(tok, g, E);
+        hx_score_cos(tok, g, b->emb, M, E, cos);
         if (needs_global) {
-            hx_l2_normalize_rows(pooled, 1, E);
-            hx_score_cos(pooled, 1, b->emb, M, E, gdot);
+            memcpy(pool, f->pooled + (size_t)w * E, sizeof(float) * E);
+            hx_l2_normalize_rows(pool, 1, E);
+            hx_score_cos(pool, 1, b->emb, M, E, gdot);
         }
         if ((rc = hx_ens_scores(b, &q->point, cos, g, p->logit_scale, needs_global ? gdot : NULL,
-                                tok)))
+                                score)))
             goto done;
         for (int t = 0; t < g; t++) /* [g, N] -> planar [N, gh, gw] */
             for (int k = 0; k < N; k++)
-                grid[(size_t)k * g + t] = tok[(size_t)t * N + k];
+                grid[(size_t)k * g + t] = score[(size_t)t * N + k];
         if ((rc = hx_resize_bilinear(grid, N, gh, gw, up, wh, ww, 0)) ||
             (rc = hx_accum_add(&acc, win, up)))
             goto done;
     }
     if ((rc = hx_accum_average(&acc, acc.sum)))
         goto done;
-
-    /* 4. to the label size */
     size_t n = (size_t)out_h * out_w;
     maps = hx_malloc(sizeof(float) * N * n, "name score maps");
     if (!maps) {
@@ -194,27 +278,52 @@ int hx_dense_segment(const struct hx_dense_encoder *enc, const struct hx_dense_p
     }
     if ((rc = hx_resize_bilinear(acc.sum, N, H, W, maps, out_h, out_w, 0)))
         goto done;
-
-    /* 5. PAMR, guided by the network's input resized to the label size */
-    if (p->pamr.iters > 0) {
-        guide = hx_malloc(sizeof(float) * 3 * n, "PAMR guide image");
-        if (!guide) {
-            rc = HX_ENOMEM;
-            goto done;
-        }
-        if ((rc = hx_resize_bilinear(img, 3, H, W, guide, out_h, out_w, 0)) ||
-            (rc = hx_pamr(guide, 3, out_h, out_w, maps, N, &p->pamr)))
-            goto done;
-    }
-
-    /* 6. decide */
+    if (p->pamr.iters > 0 && (rc = hx_pamr(guide, 3, out_h, out_w, maps, N, &p->pamr)))
+        goto done;
     rc = hx_dense_decide(p, q, maps, (int)n, pred, probs);
 done:
-    hx_windows_free(&wins);
     hx_accum_free(&acc);
-    free(rgb), free(img), free(crop), free(dense), free(pooled), free(cos), free(gdot);
-    free(tok), free(grid), free(up), free(maps), free(guide);
+    free(tok), free(cos), free(gdot), free(pool), free(score), free(grid), free(up), free(maps);
     return rc;
+}
+
+int hx_dense_segment(const struct hx_dense_encoder *enc, const struct hx_dense_params *p,
+                     const struct hx_queries *q, const struct hx_image *im, int out_h, int out_w,
+                     uint8_t *pred, float *probs)
+{
+    struct hx_dense_feats f;
+    float *guide = NULL;
+    int rc = check_queries(q);
+    if (rc)
+        return rc;
+    if (enc->dim != q->bank->dim)
+        return hx_err(HX_EINVAL, "the encoder gives %d-dim tokens, the text bank holds %d-dim "
+                      "embeddings", enc->dim, q->bank->dim);
+    if ((rc = hx_dense_features(enc, p, im, &f)))
+        return rc;
+    if (p->pamr.iters > 0) {
+        guide = hx_malloc(sizeof(float) * 3 * (size_t)out_h * out_w, "PAMR guide");
+        if (!guide)
+            rc = HX_ENOMEM;
+        else
+            rc = hx_dense_guide(p, im, out_h, out_w, guide);
+    }
+    if (!rc)
+        rc = hx_dense_predict(p, q, &f, guide, out_h, out_w, pred, probs);
+    free(guide);
+    hx_dense_feats_free(&f);
+    return rc;
+}
+
+void hx_view_key(const struct hx_dense_params *p, char *out, size_t len)
+{
+    uint32_t h = 2166136261u;
+    const unsigned char *bytes[2] = {(const unsigned char *)p->mean, (const unsigned char *)p->std};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < sizeof p->mean; i++)
+            h = (h ^ bytes[k][i]) * 16777619u;
+    snprintf(out, len, "s%d-l%d-c%d-t%d-n%08x", p->short_side, p->long_max, p->crop, p->stride,
+             h);
 }
 
 /* ------------------------------------------------------------------ presets (SPEC 2) */

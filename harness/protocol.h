@@ -29,7 +29,9 @@
 #include "harness/ensemble.h"
 #include "harness/image.h"
 #include "harness/pamr.h"
+#include "harness/window.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* What the protocol needs of a backend: the dense tokens of one normalised view. */
@@ -62,7 +64,43 @@ struct hx_queries {
     struct hx_ens_point point;       /* the ensemble rule over each name's members */
 };
 
-/* Segment one image. out_h x out_w is the label size (usually the image's own).
+/* The expensive half of the protocol (steps 1-2 up to the encoder): the dense tokens of each
+ * window of one image. What the feature cache stores. */
+struct hx_dense_feats {
+    int img_h, img_w;        /* the image */
+    int view_h, view_w;      /* after the resize of step 1 */
+    int nw;                  /* windows */
+    int T, E;                /* token capacity per window, dimension */
+    struct hx_window *win;   /* [nw] */
+    int *grid;               /* [nw, 2]: gh, gw of each window */
+    float *dense;            /* [nw, T, E]: rows past gh*gw are zero; not normalised */
+    float *pooled;           /* [nw, E] */
+};
+void hx_dense_feats_free(struct hx_dense_feats *f);
+/* Allocate a zeroed feature record for nw windows of at most T tokens. */
+int hx_dense_feats_alloc(struct hx_dense_feats *f, int nw, int T, int E);
+
+/* Steps 1-2: resize, normalise, slide windows, encode each (pooled embeddings included). */
+int hx_dense_features(const struct hx_dense_encoder *enc, const struct hx_dense_params *p,
+                      const struct hx_image *im, struct hx_dense_feats *out);
+
+/* The PAMR guide: the normalised network input (step 1) resized bilinearly to out_h x out_w,
+ * guide [3, out_h, out_w]. */
+int hx_dense_guide(const struct hx_dense_params *p, const struct hx_image *im, int out_h,
+                   int out_w, float *guide);
+
+/* Steps 2-6 from features: scores per window, averaging, resize, PAMR (needs `guide` when
+ * p->pamr.iters > 0), decision. */
+int hx_dense_predict(const struct hx_dense_params *p, const struct hx_queries *q,
+                     const struct hx_dense_feats *f, const float *guide, int out_h, int out_w,
+                     uint8_t *pred, float *probs);
+
+/* A short key naming what the features depend on besides the weights: the resize, window
+ * geometry and normalisation, e.g. "s336-l2048-c224-t112-n1a2b3c4d". out >= 64 bytes. */
+void hx_view_key(const struct hx_dense_params *p, char *out, size_t len);
+
+/* Segment one image (features then prediction). out_h x out_w is the label size (usually the
+ * image's own).
  *   pred  [out_h * out_w]: class indices;
  *   probs [n_classes, out_h, out_w] or NULL: the class probabilities of step 6 (the class
  *         scores themselves with argmax_cos). */
