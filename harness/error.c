@@ -3,15 +3,19 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static _Thread_local char msg[2048];
 
 int hx_err(int code, const char *fmt, ...)
 {
+    /* formatted aside first: callers may pass hx_errmsg() itself to add context */
+    char tmp[sizeof msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(msg, tmp, sizeof msg);
     return code;
 }
 

@@ -1,5 +1,6 @@
 #include "harness/featcache.h"
 
+#include "harness/atomicio.h"
 #include "harness/error.h"
 #include "harness/safetensors.h"
 
@@ -30,6 +31,48 @@ uint64_t hx_hash64(const void *data, size_t n, uint64_t seed)
         h = (h ^ p[i]) * 0x100000001b3ull;
     h ^= h >> 31;
     return h * 0x9e3779b97f4a7c15ull;
+}
+
+int hx_model_fingerprint(const char *dir, char *out, size_t len)
+{
+    char path[1200];
+    uint8_t *cfg;
+    size_t n;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    int rc = hx_read_file(path, &cfg, &n);
+    if (rc)
+        return rc;
+    uint64_t h = hx_hash64(cfg, n, 11);
+    free(cfg);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    int fd = open(path, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st)) {
+        rc = hx_err(HX_EIO, "cannot open %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    uint64_t size = (uint64_t)st.st_size, hlen = 0;
+    h = hx_hash64(&size, sizeof size, h);
+    uint8_t block[4096];
+    if (pread(fd, &hlen, 8, 0) == 8 && hlen < size) {
+        for (uint64_t off = 8; off < 8 + hlen; off += sizeof block) {
+            ssize_t r = pread(fd, block, sizeof block, (off_t)off);
+            if (r <= 0)
+                break;
+            h = hx_hash64(block, (size_t)r, h);
+        }
+    }
+    for (int i = 0; i < 64; i++) {
+        uint64_t off = size > sizeof block ? (size - sizeof block) / 63 * (uint64_t)i : 0;
+        ssize_t r = pread(fd, block, sizeof block, (off_t)off);
+        if (r > 0)
+            h = hx_hash64(block, (size_t)r, h);
+    }
+    close(fd);
+    snprintf(out, len, "%016llx", (unsigned long long)h);
+    return 0;
 }
 
 static int mkdirs(const char *path)

@@ -60,6 +60,13 @@ int hx_text_cache_embed(const char *cache_dir, const char *fingerprint, int E,
                         hx_text_encode_fn encode, void *ctx, const char *const *texts, int n,
                         float *out, int *computed);
 
+/* A fingerprint of the model in `dir` without loading it: a hash of config.json, the
+ * safetensors header, the file size and 64 sampled 4 KB blocks of its data, as 16 hex
+ * digits (out >= 17 bytes). Any change of weights, shapes or config changes it (a change
+ * confined to unsampled bytes of an otherwise identical file would not: acceptable for a
+ * cache key, and `--no-cache` exists for paranoia). */
+int hx_model_fingerprint(const char *dir, char *out, size_t len);
+
 /* A 64-bit hash of bytes (not cryptographic; for checksums and cache keys). */
 uint64_t hx_hash64(const void *data, size_t n, uint64_t seed);
 

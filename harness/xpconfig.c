@@ -49,6 +49,7 @@ static const struct field {
     {"cache_f16", K_BOOL},
     {"overlays", K_INT},
     {"bootstrap", K_INT},
+    {"save_predictions", K_BOOL},
 };
 #define NFIELDS (sizeof schema / sizeof schema[0])
 
@@ -344,6 +345,8 @@ static int resolve_point(const struct parse *ps, const int *idx, const char *nam
     p->overlays = v ? v->valueint : 4;
     v = GET("bootstrap");
     p->bootstrap = v ? v->valueint : 1000;
+    v = GET("save_predictions");
+    p->save_predictions = v && cJSON_IsTrue(v);
     if (p->overlays < 0 || p->bootstrap < 0)
         return hx_err(HX_EINVAL, "%s: must be >= 0", where);
 #undef GET

@@ -19,7 +19,7 @@
  *     "subclasses": "file.json",             {"class": ["sub", ...]}, or null
  *     "k": 5, "include_super": false, "ensemble": "embed-softmax",
  *     "output": "results/demo", "cache": ".cache", "cache_f16": false,
- *     "overlays": 4, "bootstrap": 1000
+ *     "overlays": 4, "bootstrap": 1000, "save_predictions": false
  *   }
  * Fields whose value is itself a list (pamr_dilations) sweep when given a list of lists.
  * Relative paths are taken from the current directory. Unknown keys, wrong types and bad
@@ -50,6 +50,7 @@ struct hx_xp_point {
     struct hx_ens_point ens;
     char output[HX_XP_PATH], cache[HX_XP_PATH];
     int cache_f16, overlays, bootstrap;
+    int save_predictions;          /* write each prediction as points/<NNN>/pred/<id>.png */
     char feature_key[3 * HX_XP_PATH]; /* equal for points that share image features */
 };
 

@@ -1,6 +1,7 @@
 #include "models/clip/clip.h"
 
 #include "harness/error.h"
+#include "harness/featcache.h"
 #include "harness/image.h"
 #include "harness/nn.h"
 #include "harness/safetensors.h"
@@ -46,7 +47,6 @@ struct hx_clip {
     float **owned;              /* every weight allocation */
     int nowned, capowned;
     size_t weight_bytes;
-    uint64_t hash;
     char fingerprint[40];
 };
 
@@ -72,18 +72,6 @@ const char *hx_variant_name(enum hx_variant v)
 
 /* ---------------------------------------------------------------- loading */
 
-static void hash_floats(uint64_t *h, const float *p, size_t n)
-{
-    uint64_t x = *h;
-    const uint32_t *w = (const uint32_t *)p;
-    for (size_t i = 0; i < n; i++) {
-        x ^= w[i];
-        x *= 0x100000001b3ull;
-        x ^= x >> 29;
-    }
-    *h = x;
-}
-
 static int keep(struct hx_clip *m, float *p, size_t n)
 {
     if (m->nowned == m->capowned) {
@@ -98,7 +86,6 @@ static int keep(struct hx_clip *m, float *p, size_t n)
     }
     m->owned[m->nowned++] = p;
     m->weight_bytes += n * sizeof(float);
-    hash_floats(&m->hash, p, n);
     return 0;
 }
 
@@ -236,7 +223,6 @@ int hx_clip_open(struct hx_clip **out, const char *dir, unsigned parts)
     int rc;
     snprintf(m->dir, sizeof m->dir, "%s", dir);
     m->parts = parts;
-    m->hash = 0xcbf29ce484222325ull;
     snprintf(path, sizeof path, "%s/config.json", dir);
     if ((rc = hx_clip_config_load(&m->cfg, path)))
         goto fail;
@@ -261,9 +247,10 @@ int hx_clip_open(struct hx_clip **out, const char *dir, unsigned parts)
         m->logit_scale = expf(ls[0]);
         free(ls);
     }
-    hash_floats(&m->hash, (const float *)(const void *)&m->cfg, sizeof m->cfg / 4);
-    snprintf(m->fingerprint, sizeof m->fingerprint, "clip-%016llx",
-             (unsigned long long)m->hash);
+    char fp[24];
+    if ((rc = hx_model_fingerprint(dir, fp, sizeof fp)))
+        goto fail;
+    snprintf(m->fingerprint, sizeof m->fingerprint, "clip-%s", fp);
     hx_st_free(st);
     *out = m;
     return 0;

@@ -39,7 +39,7 @@ void hx_clip_free(struct hx_clip *m);
 
 const struct hx_clip_config *hx_clip_cfg(const struct hx_clip *m);
 float hx_clip_logit_scale(const struct hx_clip *m); /* exp(logit_scale) */
-/* A hex digest of the loaded weights and config: part of every cache key. */
+/* "clip-" + hx_model_fingerprint of the directory: part of every cache key. */
 const char *hx_clip_fingerprint(const struct hx_clip *m);
 /* Bytes of float32 weights held in memory. */
 size_t hx_clip_weight_bytes(const struct hx_clip *m);

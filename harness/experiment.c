@@ -1,0 +1,747 @@
+#include "harness/experiment.h"
+
+#include "datasets/datasets.h"
+#include "harness/atomicio.h"
+#include "harness/error.h"
+#include "harness/evaluate.h"
+#include "harness/featcache.h"
+#include "harness/labelmap.h"
+#include "harness/metrics.h"
+#include "harness/report.h"
+#include "harness/score.h"
+#include "models/clip/clip.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ small helpers */
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[2048];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *s = tmp + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(tmp, 0777) && errno != EEXIST)
+                return hx_err(HX_EIO, "cannot create %s: %s", tmp, strerror(errno));
+            *s = '/';
+        }
+    if (mkdir(tmp, 0777) && errno != EEXIST)
+        return hx_err(HX_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    return 0;
+}
+
+static char *trim_copy(const char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        n--;
+    char *r = malloc(n + 1);
+    if (r) {
+        memcpy(r, s, n);
+        r[n] = 0;
+    }
+    return r;
+}
+
+/* ------------------------------------------------------------------ subclass lists */
+
+void hx_subclass_lists_free(char ***subs, int *nsub, int n)
+{
+    for (int i = 0; subs && i < n; i++) {
+        for (int j = 0; j < nsub[i]; j++)
+            free(subs[i][j]);
+        free(subs[i]);
+    }
+    free(subs);
+    free(nsub);
+}
+
+int hx_subclass_lists(const char *path, char *const *classes, int n, char ****subs_out,
+                      int **nsub_out)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = hx_read_file(path, &buf, &len);
+    if (rc)
+        return rc;
+    cJSON *j = cJSON_ParseWithLength((const char *)buf, len);
+    free(buf);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return hx_err(HX_EFORMAT, "%s: not a JSON object {\"class\": [\"sub\", ...]}", path);
+    }
+    char ***subs = calloc(n, sizeof *subs);
+    int *nsub = calloc(n, sizeof *nsub);
+    if (!subs || !nsub) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, j)
+    {
+        if (!cJSON_IsArray(e)) {
+            rc = hx_err(HX_EFORMAT, "%s: \"%s\" is not a list of strings", path, e->string);
+            goto done;
+        }
+        char *key = trim_copy(e->string);
+        int c = -1;
+        for (int i = 0; key && i < n && c < 0; i++) {
+            char *name = trim_copy(classes[i]);
+            if (name && !strcasecmp(name, key))
+                c = i;
+            free(name);
+        }
+        free(key);
+        if (c < 0 || nsub[c])
+            continue; /* a class the list does not segment, or named twice: first wins */
+        int cap = cJSON_GetArraySize(e);
+        subs[c] = calloc(cap ? cap : 1, sizeof **subs);
+        if (!subs[c]) {
+            rc = HX_ENOMEM;
+            goto done;
+        }
+        const cJSON *s;
+        cJSON_ArrayForEach(s, e)
+        {
+            if (!cJSON_IsString(s)) {
+                rc = hx_err(HX_EFORMAT, "%s: \"%s\" holds a non-string", path, e->string);
+                goto done;
+            }
+            char *t = trim_copy(s->valuestring);
+            int dup = !t || !t[0];
+            for (int k = 0; k < nsub[c] && !dup; k++)
+                dup = !strcmp(subs[c][k], t);
+            if (dup) {
+                free(t);
+                continue;
+            }
+            subs[c][nsub[c]++] = t;
+        }
+    }
+done:
+    cJSON_Delete(j);
+    if (rc) {
+        hx_subclass_lists_free(subs, nsub, n);
+        return rc;
+    }
+    *subs_out = subs;
+    *nsub_out = nsub;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ templates */
+
+static int read_templates(const char *spec, char ***out, int *n)
+{
+    char path[1200];
+    if (strchr(spec, '/') || strstr(spec, ".txt"))
+        snprintf(path, sizeof path, "%s", spec);
+    else
+        snprintf(path, sizeof path, "datasets/templates/%s.txt", spec);
+    uint8_t *buf;
+    size_t len;
+    int rc = hx_read_file(path, &buf, &len);
+    if (rc)
+        return hx_err(rc, "templates '%s': %s", spec, hx_errmsg());
+    char **t = NULL;
+    int k = 0, cap = 0;
+    char *text = (char *)buf, *save = NULL;
+    char *z = realloc(text, len + 1);
+    if (!z) {
+        free(buf);
+        return HX_ENOMEM;
+    }
+    text = z;
+    text[len] = 0;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        size_t l = strlen(line);
+        if (l && line[l - 1] == '\r')
+            line[--l] = 0;
+        if (!l)
+            continue;
+        if (!strstr(line, "{}")) {
+            free(text);
+            for (int i = 0; i < k; i++)
+                free(t[i]);
+            free(t);
+            return hx_err(HX_EFORMAT, "%s: template '%s' has no {} for the name", path, line);
+        }
+        if (k == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **g = realloc(t, sizeof *g * cap);
+            if (!g)
+                break;
+            t = g;
+        }
+        t[k++] = strdup(line);
+    }
+    free(text);
+    if (k == 0)
+        return hx_err(HX_EFORMAT, "%s: no templates", path);
+    *out = t;
+    *n = k;
+    return 0;
+}
+
+/* template with "{}" replaced by name (newly allocated) */
+static char *fill(const char *tmpl, const char *name)
+{
+    const char *at = strstr(tmpl, "{}");
+    size_t a = (size_t)(at - tmpl), b = strlen(name), c = strlen(at + 2);
+    char *s = malloc(a + b + c + 1);
+    if (s) {
+        memcpy(s, tmpl, a);
+        memcpy(s + a, name, b);
+        memcpy(s + a + b, at + 2, c + 1);
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------------ the lazily loaded model */
+
+struct model {
+    const char *dir;
+    char fingerprint[64];
+    struct hx_clip *m;
+};
+
+static int model_get(struct model *mo)
+{
+    if (mo->m)
+        return 0;
+    return hx_clip_open(&mo->m, mo->dir, HX_CLIP_VISION | HX_CLIP_TEXT);
+}
+
+static int encode_texts(void *ctx, const char *const *texts, int n, float *out)
+{
+    struct model *mo = ctx;
+    int rc = model_get(mo);
+    return rc ? rc : hx_clip_encode_text(mo->m, texts, n, out);
+}
+
+/* ------------------------------------------------------------------ per point state */
+
+struct point_state {
+    const struct hx_xp_point *p;
+    struct hx_classnames cn;
+    int *name_class;
+    struct hx_text_bank *bank;
+    struct hx_queries q;
+    struct hx_metrics *metrics;
+    char dir[1200];
+    int resumed;
+    int overlays_done;
+};
+
+static void point_state_free(struct point_state *s)
+{
+    hx_classnames_free(&s->cn);
+    free(s->name_class);
+    hx_text_bank_free(s->bank);
+    hx_metrics_free(s->metrics);
+}
+
+/* Classes, names, subclasses and template-averaged embeddings -> the point's text bank. */
+static int build_bank(struct point_state *s, const struct hx_dataset *d, struct model *mo)
+{
+    const struct hx_xp_point *p = s->p;
+    char plain[256];
+    const char *list = p->classnames[0] ? p->classnames : NULL;
+    if (!list && p->literal_background) { /* ClearCLIP: the literal "background" variant */
+        snprintf(plain, sizeof plain, "datasets/classnames/%s_plain.txt", d->name);
+        if (access(plain, R_OK) == 0)
+            list = plain;
+    }
+    int rc = hx_dataset_classnames(d, list, &s->cn);
+    if (rc)
+        return rc;
+    char **templates = NULL, ***subs = NULL;
+    int nt = 0, *nsub = NULL, C = s->cn.n, N = 0;
+    char **firsts = malloc(sizeof *firsts * C);
+    if (!firsts)
+        return HX_ENOMEM;
+    for (int c = 0; c < C; c++) {
+        firsts[c] = s->cn.syn[c][0];
+        N += s->cn.nsyn[c];
+    }
+    if ((rc = read_templates(p->templates, &templates, &nt)))
+        goto done;
+    if (p->subclasses[0] && (rc = hx_subclass_lists(p->subclasses, firsts, C, &subs, &nsub)))
+        goto done;
+    /* strings: per name, the name then (first name only) its subclasses */
+    int *name_sub = calloc(N, sizeof *name_sub);
+    s->name_class = calloc(N, sizeof *s->name_class);
+    int M = 0;
+    if (!name_sub || !s->name_class) {
+        free(name_sub);
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    for (int c = 0, k = 0; c < C; c++)
+        for (int j = 0; j < s->cn.nsyn[c]; j++, k++) {
+            s->name_class[k] = c;
+            name_sub[k] = j == 0 && nsub ? nsub[c] : 0;
+            M += 1 + name_sub[k];
+        }
+    const char **strings = malloc(sizeof *strings * M);
+    char **texts = calloc((size_t)M * nt, sizeof *texts);
+    float *temb = NULL, *emb = NULL;
+    int E = 0;
+    if (!strings || !texts) {
+        rc = HX_ENOMEM;
+        goto texts_done;
+    }
+    for (int c = 0, k = 0, m = 0; c < C; c++)
+        for (int j = 0; j < s->cn.nsyn[c]; j++, k++) {
+            strings[m++] = s->cn.syn[c][j];
+            for (int i = 0; i < name_sub[k]; i++)
+                strings[m++] = subs[c][i];
+        }
+    for (int m = 0; m < M; m++)
+        for (int t = 0; t < nt; t++)
+            if (!(texts[(size_t)m * nt + t] = fill(templates[t], strings[m]))) {
+                rc = HX_ENOMEM;
+                goto texts_done;
+            }
+    /* the embedding size, from the config without loading the weights */
+    struct hx_clip_config cfg;
+    char cpath[1200];
+    snprintf(cpath, sizeof cpath, "%s/config.json", mo->dir);
+    if ((rc = hx_clip_config_load(&cfg, cpath)))
+        goto texts_done;
+    E = cfg.projection_dim;
+    temb = malloc(sizeof(float) * (size_t)M * nt * E);
+    emb = malloc(sizeof(float) * (size_t)M * E);
+    if (!temb || !emb) {
+        rc = HX_ENOMEM;
+        goto texts_done;
+    }
+    if ((rc = hx_text_cache_embed(p->cache, mo->fingerprint, E, encode_texts, mo,
+                                  (const char *const *)texts, M * nt, temb, NULL)))
+        goto texts_done;
+    hx_template_mean(temb, M, nt, E, emb);
+    if ((rc = hx_text_bank_create(&s->bank, emb, name_sub, N, E)))
+        goto texts_done;
+    s->q = (struct hx_queries){s->bank, s->name_class, C, p->ens};
+texts_done:
+    for (int i = 0; texts && i < M * nt; i++)
+        free(texts[i]);
+    free(texts);
+    free(strings);
+    free(temb);
+    free(emb);
+    free(name_sub);
+done:
+    for (int t = 0; t < nt; t++)
+        free(templates[t]);
+    free(templates);
+    if (subs)
+        hx_subclass_lists_free(subs, nsub, C);
+    free(firsts);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ progress */
+
+struct progress {
+    int tty, quiet;
+    double t0, last;
+    const char *what;
+};
+
+static void progress(struct progress *pr, size_t done, size_t total)
+{
+    if (pr->quiet)
+        return;
+    double t = now(), el = t - pr->t0;
+    if (done < total && t - pr->last < (pr->tty ? 0.2 : 5.0))
+        return;
+    pr->last = t;
+    double rate = el > 0 ? done / el : 0, eta = rate > 0 ? (total - done) / rate : 0;
+    if (pr->tty) {
+        int width = 30, fill = total ? (int)(width * done / total) : width;
+        fprintf(stderr, "\r%s [%.*s%*s] %zu/%zu  %.1f img/s  ETA %.0fs ", pr->what, fill,
+                "##############################", width - fill, "", done, total, rate, eta);
+        if (done == total)
+            fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "%s: %zu/%zu images, %.1f img/s, ETA %.0f s\n", pr->what, done, total,
+                rate, eta);
+    }
+}
+
+/* ------------------------------------------------------------------ outputs */
+
+static int write_text(const char *path, const char *text)
+{
+    return hx_write_atomic(path, text, strlen(text));
+}
+
+static cJSON *point_json(const struct hx_xp *xp, const struct hx_xp_point *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "index", p->index);
+    cJSON_AddStringToObject(o, "label", p->label);
+    cJSON *vals = cJSON_AddObjectToObject(o, "axes");
+    for (int a = 0; a < xp->naxes; a++)
+        cJSON_AddStringToObject(vals, xp->axes[a].path, p->values[a]);
+    cJSON_AddStringToObject(o, "model", p->model);
+    cJSON_AddStringToObject(o, "variant", p->variant);
+    cJSON_AddStringToObject(o, "method", p->method);
+    cJSON_AddStringToObject(o, "dataset", p->dataset);
+    cJSON_AddNumberToObject(o, "limit", p->limit);
+    cJSON *pr = cJSON_AddObjectToObject(o, "protocol");
+    const struct hx_dense_params *q = &p->params;
+    cJSON_AddNumberToObject(pr, "short_side", q->short_side);
+    cJSON_AddNumberToObject(pr, "crop", q->crop);
+    cJSON_AddNumberToObject(pr, "stride", q->stride);
+    cJSON_AddNumberToObject(pr, "logit_scale", q->logit_scale);
+    cJSON_AddNumberToObject(pr, "prob_thd", q->prob_thd);
+    if (q->area_thd >= 0)
+        cJSON_AddNumberToObject(pr, "area_thd", q->area_thd);
+    else
+        cJSON_AddNullToObject(pr, "area_thd");
+    cJSON_AddBoolToObject(pr, "argmax_cos", q->argmax_cos);
+    cJSON_AddNumberToObject(pr, "pamr_iters", q->pamr.iters);
+    cJSON_AddStringToObject(o, "templates", p->templates);
+    cJSON_AddStringToObject(o, "subclasses", p->subclasses);
+    cJSON_AddNumberToObject(o, "k", p->ens.k);
+    cJSON_AddBoolToObject(o, "include_super", p->ens.include_super);
+    cJSON_AddStringToObject(o, "ensemble", hx_ens_rule_name(p->ens.rule));
+    return o;
+}
+
+static int write_json(const char *path, cJSON *o)
+{
+    char *s = cJSON_Print(o);
+    if (!s)
+        return HX_ENOMEM;
+    size_t n = strlen(s);
+    char *t = realloc(s, n + 2);
+    if (t) {
+        t[n] = '\n';
+        t[n + 1] = 0;
+        s = t;
+    }
+    int rc = write_text(path, s);
+    free(s);
+    return rc;
+}
+
+/* Finished point: metrics.json, per_class.csv, point.json. */
+static int write_point(const struct hx_xp *xp, struct point_state *s)
+{
+    char path[1400];
+    int rc;
+    snprintf(path, sizeof path, "%s/metrics.json", s->dir);
+    if ((rc = hx_eval_json_write(path, s->metrics, 255, s->p->bootstrap, 20240601)))
+        return rc;
+    int C = hx_metrics_num_classes(s->metrics);
+    double *iou = malloc(sizeof(double) * C), *acc = malloc(sizeof(double) * C);
+    struct hx_scores sc = {0};
+    sc.iou = iou, sc.acc = acc;
+    if (!iou || !acc) {
+        free(iou), free(acc);
+        return HX_ENOMEM;
+    }
+    hx_metrics_scores(s->metrics, &sc);
+    size_t cap = 64 + (size_t)C * 160, k = 0;
+    char *csv = malloc(cap);
+    if (!csv) {
+        free(iou), free(acc);
+        return HX_ENOMEM;
+    }
+    k += (size_t)snprintf(csv + k, cap - k, "class,name,IoU,Acc\n");
+    for (int c = 0; c < C; c++) {
+        char name[96];
+        snprintf(name, sizeof name, "%s", c < s->cn.n ? s->cn.syn[c][0] : "?");
+        for (char *z = name; *z; z++)
+            if (*z == ',' || *z == '"')
+                *z = ' ';
+        k += (size_t)snprintf(csv + k, cap - k, "%d,%s,%s%.6f,%s%.6f\n", c, name, "",
+                              isnan(iou[c]) ? NAN : iou[c], "", isnan(acc[c]) ? NAN : acc[c]);
+    }
+    snprintf(path, sizeof path, "%s/per_class.csv", s->dir);
+    rc = write_text(path, csv);
+    free(csv), free(iou), free(acc);
+    if (rc)
+        return rc;
+    cJSON *o = point_json(xp, s->p);
+    snprintf(path, sizeof path, "%s/point.json", s->dir);
+    rc = write_json(path, o);
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* A resumable point: its point.json matches and metrics.json exists. */
+static int finished(const struct hx_xp *xp, struct point_state *s)
+{
+    char path[1400];
+    uint8_t *buf;
+    size_t len;
+    snprintf(path, sizeof path, "%s/metrics.json", s->dir);
+    if (access(path, R_OK))
+        return 0;
+    snprintf(path, sizeof path, "%s/point.json", s->dir);
+    if (hx_read_file(path, &buf, &len))
+        return 0;
+    cJSON *o = point_json(xp, s->p);
+    char *want = cJSON_Print(o);
+    cJSON_Delete(o);
+    int same = want && len == strlen(want) + 1 && !memcmp(buf, want, len - 1);
+    free(want);
+    free(buf);
+    return same;
+}
+
+/* ------------------------------------------------------------------ the run */
+
+static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *members, int nm,
+                     struct progress *pr)
+{
+    const struct hx_xp_point *p0 = &xp->points[members[0]];
+    const struct hx_dataset *d = hx_dataset_find(p0->dataset);
+    if (!d)
+        return hx_err(HX_EINVAL, "dataset.name: unknown dataset '%s' (see 'harness datasets')",
+                      p0->dataset);
+    char **ids = NULL;
+    size_t nids = 0;
+    int rc = hx_dataset_ids(d, p0->root, &ids, &nids);
+    if (rc)
+        return rc;
+    size_t limit = o->limit > 0 ? (size_t)o->limit : (size_t)p0->limit;
+    if (limit && limit < nids)
+        nids = limit;
+    struct model mo = {p0->model, "", NULL};
+    struct point_state *st = calloc(nm, sizeof *st);
+    struct hx_featcache fc;
+    char fp[32], view[96], fpv[96];
+    uint8_t *pred = NULL;
+    float *guide = NULL;
+    struct hx_dense_feats f = {0};
+    struct hx_image im = {0};
+    struct hx_labelmap lm = {0};
+    if (!st) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    if ((rc = hx_model_fingerprint(p0->model, fp, sizeof fp)))
+        goto done;
+    snprintf(fpv, sizeof fpv, "clip-%s-%s", fp, p0->variant);
+    snprintf(mo.fingerprint, sizeof mo.fingerprint, "clip-%s", fp);
+    hx_view_key(&p0->params, view, sizeof view);
+    if ((rc = hx_featcache_open(&fc, p0->cache, fpv, view, p0->cache_f16)))
+        goto done;
+
+    if (o->dry_run) {
+        size_t cached = 0;
+        for (size_t i = 0; i < nids; i++)
+            cached += hx_featcache_has(&fc, ids[i]);
+        printf("group %s / %s / %s: %d point(s), %zu images: %zu cached, %zu to encode\n",
+               p0->model, p0->variant, view, nm, nids, cached, nids - cached);
+        for (int k = 0; k < nm; k++)
+            printf("  point %3d  %s\n", members[k], xp->points[members[k]].label[0]
+                                                       ? xp->points[members[k]].label
+                                                       : "(single point)");
+        goto done;
+    }
+
+    int need_guide = 0, active = 0;
+    for (int k = 0; k < nm; k++) {
+        struct point_state *s = &st[k];
+        s->p = &xp->points[members[k]];
+        snprintf(s->dir, sizeof s->dir, "%s/points/%03d", s->p->output, s->p->index);
+        if ((rc = mkdir_p(s->dir)))
+            goto done;
+        if (o->resume && finished(xp, s)) {
+            s->resumed = 1;
+            continue;
+        }
+        if ((rc = build_bank(s, d, &mo)) ||
+            (rc = hx_metrics_new(&s->metrics, d->num_classes, d->ignore_index)))
+            goto done;
+        need_guide |= s->p->params.pamr.iters > 0;
+        active++;
+    }
+    if (!active)
+        goto done;
+
+    struct hx_clip_view cv = {NULL, HX_VANILLA};
+    hx_variant_parse(p0->variant, &cv.variant);
+    pr->t0 = now();
+    pr->last = 0;
+    for (size_t i = 0; i < nids; i++) {
+        const char *id = ids[i];
+        char *img_path = NULL, *label_path = NULL;
+        rc = hx_dataset_paths(d, p0->root, id, &img_path, &label_path, NULL);
+        free(label_path);
+        if (rc)
+            goto done;
+        int want_overlay = 0;
+        for (int k = 0; k < nm; k++)
+            want_overlay |= !st[k].resumed && st[k].overlays_done < st[k].p->overlays;
+        rc = hx_featcache_get(&fc, id, &f);
+        int need_image = rc == HX_ENOTFOUND || need_guide || want_overlay;
+        if (rc && rc != HX_ENOTFOUND) {
+            free(img_path);
+            goto done;
+        }
+        if (need_image && (rc = hx_image_load(&im, img_path))) {
+            free(img_path);
+            goto done;
+        }
+        free(img_path);
+        if (!f.dense) { /* a cache miss: encode and store */
+            if ((rc = model_get(&mo)))
+                goto done;
+            cv.model = mo.m;
+            struct hx_dense_encoder enc = {&cv, hx_clip_cfg(mo.m)->projection_dim,
+                                           hx_clip_cfg(mo.m)->vision.patch_size,
+                                           hx_clip_encode_view};
+            if ((rc = hx_dense_features(&enc, &p0->params, &im, &f)) ||
+                (rc = hx_featcache_put(&fc, id, &f)))
+                goto done;
+        }
+        if ((rc = hx_dataset_label(d, p0->root, id, &lm)))
+            goto done;
+        size_t npx = (size_t)lm.w * lm.h;
+        uint8_t *grown = realloc(pred, npx);
+        if (!grown) {
+            rc = HX_ENOMEM;
+            goto done;
+        }
+        pred = grown;
+        if (need_guide) {
+            float *g = realloc(guide, sizeof(float) * 3 * npx);
+            if (!g) {
+                rc = HX_ENOMEM;
+                goto done;
+            }
+            guide = g;
+            if ((rc = hx_dense_guide(&p0->params, &im, lm.h, lm.w, guide)))
+                goto done;
+        }
+        for (int k = 0; k < nm; k++) {
+            struct point_state *s = &st[k];
+            if (s->resumed)
+                continue;
+            if ((rc = hx_dense_predict(&s->p->params, &s->q, &f, guide, lm.h, lm.w, pred, NULL)) ||
+                (rc = hx_metrics_add(s->metrics, pred, lm.px, npx)))
+                goto done;
+            if (s->p->save_predictions) {
+                char path[1600];
+                snprintf(path, sizeof path, "%s/pred", s->dir);
+                if ((rc = mkdir_p(path)))
+                    goto done;
+                snprintf(path, sizeof path, "%s/pred/", s->dir);
+                size_t k = strlen(path);
+                for (const char *z = id; *z && k + 5 < sizeof path; z++)
+                    path[k++] = *z == '/' ? '_' : *z;
+                snprintf(path + k, sizeof path - k, ".png");
+                if ((rc = hx_labelmap_write(path, pred, lm.w, lm.h)))
+                    goto done;
+            }
+            if (s->overlays_done < s->p->overlays && im.px) {
+                char path[1600];
+                snprintf(path, sizeof path, "%s/overlays", s->p->output);
+                if ((rc = mkdir_p(path)))
+                    goto done;
+                snprintf(path, sizeof path, "%s/overlays/%03d-%s.png", s->p->output, s->p->index,
+                         id);
+                for (char *z = path + strlen(s->p->output) + 10; *z; z++)
+                    if (*z == '/')
+                        *z = '_';
+                if ((rc = hx_report_overlay(path, &im, lm.px, pred, lm.w, lm.h)))
+                    goto done;
+                s->overlays_done++;
+            }
+        }
+        hx_dense_feats_free(&f);
+        hx_labelmap_free(&lm);
+        hx_image_free(&im);
+        progress(pr, i + 1, nids);
+    }
+    for (int k = 0; k < nm; k++)
+        if (!st[k].resumed && (rc = write_point(xp, &st[k])))
+            goto done;
+done:
+    hx_dense_feats_free(&f);
+    hx_labelmap_free(&lm);
+    hx_image_free(&im);
+    free(pred);
+    free(guide);
+    for (int k = 0; st && k < nm; k++)
+        point_state_free(&st[k]);
+    free(st);
+    hx_clip_free(mo.m);
+    hx_dataset_ids_free(ids, nids);
+    if (!rc && !o->dry_run && !o->quiet)
+        fprintf(stderr, "  features: %zu cached, %zu encoded%s\n", fc.hits, fc.misses,
+                fc.corrupt ? " (damaged cache entries were recomputed)" : "");
+    return rc;
+}
+
+int hx_xp_run(const struct hx_xp *xp, const struct hx_run_opts *o)
+{
+    int rc = 0;
+    int *done = calloc(xp->npoints, sizeof *done), *members = malloc(sizeof *members * xp->npoints);
+    if (!done || !members) {
+        free(done), free(members);
+        return HX_ENOMEM;
+    }
+    struct progress pr = {isatty(2), o->quiet, 0, 0, "run"};
+    if (!o->dry_run) {
+        const char *out = xp->points[0].output;
+        char path[1400];
+        if ((rc = mkdir_p(out)))
+            goto done;
+        snprintf(path, sizeof path, "%s/config.json", out);
+        if ((rc = write_text(path, xp->config_text)))
+            goto done;
+    } else {
+        printf("%s: %d point(s)\n", xp->name, xp->npoints);
+    }
+    int ngroups = 0;
+    for (int i = 0; i < xp->npoints; i++) {
+        if (done[i])
+            continue;
+        int nm = 0;
+        for (int j = i; j < xp->npoints; j++)
+            if (!done[j] && !strcmp(xp->points[j].feature_key, xp->points[i].feature_key)) {
+                members[nm++] = j;
+                done[j] = 1;
+            }
+        ngroups++;
+        if (!o->quiet && !o->dry_run)
+            fprintf(stderr, "group %d: %s, variant %s, %d point(s)\n", ngroups,
+                    xp->points[i].dataset, xp->points[i].variant, nm);
+        if ((rc = run_group(xp, o, members, nm, &pr)))
+            goto done;
+    }
+    if (!o->dry_run)
+        rc = hx_report_summary(xp);
+done:
+    free(done);
+    free(members);
+    return rc;
+}

@@ -1,0 +1,225 @@
+/* `harness run` end to end on the real VOC samples with the tiny model: a sweep writes one
+ * result per point, each point's metrics equal `harness eval` on its saved predictions, the
+ * second run reads every image feature from the cache, --resume keeps finished points, and
+ * --dry-run reports the cache. */
+#include "tests/test_util.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *bin(void)
+{
+    static char path[512];
+    const char *b = getenv("HX_BUILD");
+    snprintf(path, sizeof path, "%s/harness", b && b[0] ? b : "build");
+    return path;
+}
+
+static cJSON *read_json(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "missing %s", path);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *j = cJSON_Parse(buf);
+    ck_assert_msg(j != NULL, "%s: not JSON", path);
+    return j;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return strdup("");
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strdup(buf);
+}
+
+/* VOC layout under dir with the two fixture samples. */
+static int make_voc(const char *dir)
+{
+    const char *ids[2] = {"2007_000033", "2007_000129"};
+    char p[1024], src[1024];
+    snprintf(p, sizeof p, "mkdir -p %s/VOCdevkit/VOC2012/JPEGImages %s/VOCdevkit/VOC2012/"
+             "SegmentationClass %s/VOCdevkit/VOC2012/ImageSets/Segmentation", dir, dir, dir);
+    ck_assert_int_eq(system(p), 0);
+    for (int i = 0; i < 2; i++) {
+        const char *ext[2] = {"jpg", "png"}, *sub[2] = {"JPEGImages", "SegmentationClass"};
+        for (int k = 0; k < 2; k++) {
+            char rel[64];
+            snprintf(rel, sizeof rel, "voc/%s.%s", ids[i], ext[k]);
+            const char *f = hx_fixture(rel);
+            if (!f)
+                return 0;
+            snprintf(src, sizeof src, "%s", f);
+            if (src[0] != '/') { /* symlinks need absolute targets */
+                char cwd[512];
+                ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+                snprintf(src, sizeof src, "%s/%s", cwd, f);
+            }
+            snprintf(p, sizeof p, "%s/VOCdevkit/VOC2012/%s/%s.%s", dir, sub[k], ids[i], ext[k]);
+            ck_assert_int_eq(symlink(src, p), 0);
+        }
+    }
+    snprintf(p, sizeof p, "%s/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt", dir);
+    FILE *f = fopen(p, "w");
+    fprintf(f, "2007_000033\n2007_000129\n");
+    fclose(f);
+    return 1;
+}
+
+START_TEST(sweep_end_to_end)
+{
+    const char *tmp = hx_tmpdir();
+    char dir[512], cfg[600], cmd[4096], path[1200];
+    snprintf(dir, sizeof dir, "%s", tmp);
+    if (!make_voc(dir))
+        HX_SKIP("VOC fixtures absent");
+    snprintf(path, sizeof path, "%s/subs.json", dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"person\": [\"man\", \"woman\", \"child\"], \"aeroplane\": [\"jet\", \"airliner\"],"
+               " \"bicycle\": [\"bike\"], \"cat\": [\"kitten\", \"tabby\"]}");
+    fclose(f);
+    snprintf(cfg, sizeof cfg, "%s/xp.json", dir);
+    f = fopen(cfg, "w");
+    fprintf(f,
+            "{\"name\": \"t\", \"model\": \"tests/data/clip/tiny\", \"variant\": \"sclip\",\n"
+            " \"dataset\": {\"name\": \"voc21\", \"root\": \"%s\"},\n"
+            " \"protocol\": {\"short_side\": 64, \"crop\": 48, \"stride\": 32, \"prob_thd\": 0.05},\n"
+            " \"templates\": \"single\", \"subclasses\": \"%s/subs.json\",\n"
+            " \"k\": [0, 2], \"ensemble\": [\"max\", \"mean\"], \"save_predictions\": true,\n"
+            " \"overlays\": 1, \"bootstrap\": 50,\n"
+            " \"output\": \"%s/results\", \"cache\": \"%s/cache\"}\n",
+            dir, dir, dir, dir);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s run %s > %s/out1.txt 2> %s/err1.txt", bin(), cfg, dir, dir);
+    ck_assert_msg(system(cmd) == 0, "run failed: %s", cmd);
+    snprintf(path, sizeof path, "%s/err1.txt", dir);
+    char *err = slurp(path);
+    ck_assert_msg(strstr(err, "2 encoded"), "first run should encode both images:\n%s", err);
+    free(err);
+
+    snprintf(path, sizeof path, "%s/results/summary.json", dir);
+    cJSON *sum = read_json(path);
+    cJSON *pts = cJSON_GetObjectItem(sum, "points");
+    ck_assert_int_eq(cJSON_GetArraySize(pts), 4);
+    double miou[4];
+    for (int i = 0; i < 4; i++) {
+        cJSON *p = cJSON_GetArrayItem(pts, i);
+        miou[i] = cJSON_GetObjectItem(p, "mIoU")->valuedouble;
+        ck_assert(miou[i] >= 0 && miou[i] <= 100);
+        /* the same numbers from `harness eval` on the saved predictions */
+        snprintf(cmd, sizeof cmd,
+                 "%s eval --pred %s/results/points/%03d/pred --gt %s/VOCdevkit/VOC2012/"
+                 "SegmentationClass --num-classes 21 --out %s/eval%d.json 2>/dev/null",
+                 bin(), dir, i, dir, dir, i);
+        ck_assert_msg(system(cmd) == 0, "%s", cmd);
+        snprintf(path, sizeof path, "%s/eval%d.json", dir, i);
+        cJSON *ev = read_json(path);
+        ck_assert_double_eq_tol(cJSON_GetObjectItem(ev, "mIoU")->valuedouble, miou[i], 1e-9);
+        ck_assert_double_eq_tol(cJSON_GetObjectItem(ev, "aAcc")->valuedouble,
+                                cJSON_GetObjectItem(p, "aAcc")->valuedouble, 1e-9);
+        cJSON_Delete(ev);
+    }
+    /* k = 0 uses the superclass alone whatever the rule: points 0 and 1 agree */
+    ck_assert_double_eq_tol(miou[0], miou[1], 1e-12);
+    cJSON_Delete(sum);
+    const char *files[] = {"summary.md", "summary.csv", "summary.tex", "miou_vs_k.png",
+                           "per_class.png", "config.json", "points/003/per_class.csv"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s/results/%s", dir, files[i]);
+        ck_assert_msg(access(path, R_OK) == 0, "missing %s", path);
+    }
+    snprintf(path, sizeof path, "%s/out1.txt", dir);
+    char *out = slurp(path);
+    ck_assert_msg(strstr(out, "| mIoU |") || strstr(out, "mIoU |"), "no table on stdout:\n%s", out);
+    free(out);
+
+    /* second run: every feature from the cache, same numbers */
+    snprintf(cmd, sizeof cmd, "%s run %s > /dev/null 2> %s/err2.txt", bin(), cfg, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/err2.txt", dir);
+    err = slurp(path);
+    ck_assert_msg(strstr(err, "2 cached, 0 encoded"), "second run should hit the cache:\n%s", err);
+    free(err);
+    snprintf(path, sizeof path, "%s/results/summary.json", dir);
+    sum = read_json(path);
+    pts = cJSON_GetObjectItem(sum, "points");
+    for (int i = 0; i < 4; i++)
+        ck_assert_double_eq_tol(
+            cJSON_GetObjectItem(cJSON_GetArrayItem(pts, i), "mIoU")->valuedouble, miou[i], 1e-12);
+    cJSON_Delete(sum);
+
+    /* --resume with everything finished computes nothing; --dry-run reports the cache */
+    snprintf(cmd, sizeof cmd, "%s run %s --resume > /dev/null 2> %s/err3.txt", bin(), cfg, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/err3.txt", dir);
+    err = slurp(path);
+    ck_assert_msg(!strstr(err, "encoded") || strstr(err, "0 cached, 0 encoded"),
+                  "--resume should not touch finished points:\n%s", err);
+    free(err);
+    snprintf(cmd, sizeof cmd, "%s run %s --dry-run > %s/dry.txt", bin(), cfg, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/dry.txt", dir);
+    out = slurp(path);
+    ck_assert_msg(strstr(out, "2 cached, 0 to encode"), "dry run:\n%s", out);
+    free(out);
+
+    /* `table` regenerates the tables elsewhere */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/paper && %s table --out %s/paper %s/results", dir,
+             bin(), dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/paper/t.tex", dir);
+    ck_assert_msg(access(path, R_OK) == 0, "missing %s", path);
+}
+END_TEST
+
+START_TEST(bad_configs_fail_cleanly)
+{
+    const char *dir = hx_tmpdir();
+    char cfg[600], cmd[2048];
+    snprintf(cfg, sizeof cfg, "%s/bad.json", dir);
+    FILE *f = fopen(cfg, "w");
+    fprintf(f, "{\"model\": \"tests/data/clip/tiny\", \"dataset\": {\"name\": \"voc21\", "
+               "\"root\": \"%s/nowhere\"}, \"ensemble\": [\"super\", \"mx\"]}", dir);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s run %s 2> %s/e.txt", bin(), cfg, dir);
+    ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
+    snprintf(cmd, sizeof cmd, "%s/e.txt", dir);
+    char *e = slurp(cmd);
+    ck_assert_msg(strstr(e, "ensemble[1]"), "message: %s", e);
+    free(e);
+    /* a valid config on a missing dataset root: exit 2 naming the root */
+    f = fopen(cfg, "w");
+    fprintf(f, "{\"model\": \"tests/data/clip/tiny\", \"dataset\": {\"name\": \"voc21\", "
+               "\"root\": \"%s/nowhere\"}, \"output\": \"%s/r\", \"cache\": \"%s/c\"}", dir, dir, dir);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s run %s 2> %s/e.txt", bin(), cfg, dir);
+    ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
+    snprintf(cmd, sizeof cmd, "%s/e.txt", dir);
+    e = slurp(cmd);
+    ck_assert_msg(strstr(e, "nowhere"), "message: %s", e);
+    free(e);
+}
+END_TEST
+
+Suite *suite_run(void)
+{
+    Suite *s = suite_create("run");
+    TCase *tc = tcase_create("run");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, sweep_end_to_end);
+    tcase_add_test(tc, bad_configs_fail_cleanly);
+    suite_add_tcase(s, tc);
+    return s;
+}
