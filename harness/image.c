@@ -278,12 +278,17 @@ static const float *lin_row(struct row_cache *rc, const float *s, int w, int ow,
     return t;
 }
 
-int hx_resize_bilinear(const float *src, int c, int h, int w, float *dst, int oh, int ow,
-                       int align_corners)
+/* Bilinear resize of src [c, h, w] to oh x ow, written (add = 0) or added (add = 1) into the
+ * window at (y0, x0) of dst [c, dh, dw]. */
+static int bilinear_into(const float *src, int c, int h, int w, float *dst, int dh, int dw,
+                         int y0w, int x0w, int oh, int ow, int align_corners, int add)
 {
     int rc = check_sizes("bilinear resize", c, h, w, oh, ow);
     if (rc < 0)
         return rc;
+    if (y0w < 0 || x0w < 0 || y0w + oh > dh || x0w + ow > dw)
+        return hx_err(HX_EINVAL, "bilinear resize: a %dx%d window at (%d, %d) does not fit a "
+                      "%dx%d map", ow, oh, x0w, y0w, dw, dh);
     int *ix = hx_malloc(sizeof(int) * 2 * ((size_t)ow + oh), "bilinear resize indices");
     float *wx = hx_malloc(sizeof(float) * 2 * ((size_t)ow + oh), "bilinear resize weights");
     struct row_cache cache = {hx_malloc(sizeof(float) * 2 * (size_t)ow, "bilinear resize rows"),
@@ -298,16 +303,20 @@ int hx_resize_bilinear(const float *src, int c, int h, int w, float *dst, int oh
     torch_linear_taps(h, oh, align_corners, y0, y1, b0, b1);
     for (int ch = 0; ch < c; ch++) {
         const float *s = src + (size_t)ch * h * w;
-        float *d = dst + (size_t)ch * oh * ow;
+        float *d = dst + (size_t)ch * dh * dw + (size_t)y0w * dw + x0w;
         cache.have[0] = cache.have[1] = -1;
         for (int y = 0; y < oh; y++) {
             /* torch's nested order: x-interpolate each row, then combine the two rows */
             const float *t0 = lin_row(&cache, s, w, ow, y0[y], x0, x1, a0, a1);
             const float *t1 = lin_row(&cache, s, w, ow, y1[y], x0, x1, a0, a1);
             float wy0 = b0[y], wy1 = b1[y];
-            float *o = d + (size_t)y * ow;
-            for (int x = 0; x < ow; x++)
-                o[x] = t0[x] * wy0 + t1[x] * wy1;
+            float *o = d + (size_t)y * dw;
+            if (add)
+                for (int x = 0; x < ow; x++)
+                    o[x] += t0[x] * wy0 + t1[x] * wy1;
+            else
+                for (int x = 0; x < ow; x++)
+                    o[x] = t0[x] * wy0 + t1[x] * wy1;
         }
     }
 done:
@@ -315,6 +324,18 @@ done:
     free(wx);
     free(cache.buf);
     return rc;
+}
+
+int hx_resize_bilinear(const float *src, int c, int h, int w, float *dst, int oh, int ow,
+                       int align_corners)
+{
+    return bilinear_into(src, c, h, w, dst, oh, ow, 0, 0, oh, ow, align_corners, 0);
+}
+
+int hx_resize_bilinear_add(const float *src, int c, int h, int w, float *dst, int dh, int dw,
+                           int y0, int x0, int oh, int ow)
+{
+    return bilinear_into(src, c, h, w, dst, dh, dw, y0, x0, oh, ow, 0, 1);
 }
 
 /* get_cubic_upsample_coefficients with A = -0.75 in float; x + 1 and 1 - t are double

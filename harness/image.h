@@ -45,6 +45,11 @@ int hx_resize_bilinear(const float *src, int c, int h, int w, float *dst, int oh
 int hx_resize_bicubic(const float *src, int c, int h, int w, float *dst, int oh, int ow,
                       int align_corners);
 
+/* hx_resize_bilinear (align_corners=False) to oh x ow, added into the window at row y0,
+ * column x0 of dst [c, dh, dw] (the resize-then-accumulate of sliding windows, in one pass). */
+int hx_resize_bilinear_add(const float *src, int c, int h, int w, float *dst, int dh, int dw,
+                           int y0, int x0, int oh, int ow);
+
 /* PyTorch F.interpolate(size=(oh, ow), mode="nearest") on planar float:
  * src = min(floor(dst * (float)(in/out)), in-1) in float arithmetic. */
 int hx_resize_nearest(const float *src, int c, int h, int w, float *dst, int oh, int ow);

@@ -90,6 +90,12 @@ static inline float fast_expf(float x)
 
 float hx_expf(float x) { return fast_expf(x); }
 
+HX_CLONES void hx_exp_inplace(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = fast_expf(x[i]);
+}
+
 HX_CLONES void hx_quick_gelu(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -30,6 +30,8 @@ void hx_gelu_tanh(float *x, size_t n);  /* 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.0447
 
 /* exp(x) to 2e-7 relative error, vectorisable; exactly 0 below -87.3 (and for -INFINITY). */
 float hx_expf(float x);
+/* x[i] = hx_expf(x[i]), vectorised. */
+void hx_exp_inplace(float *x, size_t n);
 
 /* Softmax over each row of x[rows, cols], in place; -INFINITY entries get weight 0. */
 void hx_softmax_rows(float *x, int rows, int cols);

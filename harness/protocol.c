@@ -1,6 +1,8 @@
 #include "harness/protocol.h"
 
 #include "harness/error.h"
+#include "harness/nn.h"
+#include "harness/parallel.h"
 #include "harness/score.h"
 #include "harness/window.h"
 
@@ -14,80 +16,137 @@ const float hx_clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
 /* ------------------------------------------------------------------ step 6 */
 
-int hx_dense_decide(const struct hx_dense_params *p, const struct hx_queries *q, float *scores,
-                    int n, uint8_t *pred, float *probs)
+/* Pixels are decided in blocks of DB so that every pass is a contiguous, vectorisable loop
+ * over the block: the max over names, one exp per name and pixel, the sum, the per-class max. */
+#define DB 256
+
+struct decide_job {
+    const struct hx_dense_params *p;
+    const struct hx_queries *q;
+    const float *scores;
+    int n, pass, rc;
+    const float *keep; /* [C] */
+    double *area;      /* [threads][C] areas of the argmax in pass 0 */
+    int chunk;         /* pixel blocks per thread chunk */
+    uint8_t *pred;
+    float *probs;
+};
+
+static void decide_range(void *ctx, int t0, int t1)
 {
-    int N = q->bank->n_classes, C = q->n_classes, rc = 0;
-    if (C > 256)
-        return hx_err(HX_EINVAL, "%d classes do not fit an 8-bit label map", C);
-    float *cls = hx_malloc(sizeof(float) * C, "class scores");
-    double *area = hx_calloc(C, sizeof(double), "class areas");
-    float *keep = hx_malloc(sizeof(float) * C, "class areas");
-    float *cp = probs ? probs : NULL;
-    if (!cls || !area || !keep) {
-        rc = HX_ENOMEM;
+    struct decide_job *jb = ctx;
+    const struct hx_dense_params *p = jb->p;
+    const struct hx_queries *q = jb->q;
+    int N = q->bank->n_classes, C = q->n_classes, n = jb->n;
+    float scale = p->logit_scale;
+    float *cls = malloc(sizeof(float) * C * DB), *m = malloc(sizeof(float) * DB);
+    float *z = malloc(sizeof(float) * DB), *e = malloc(sizeof(float) * DB);
+    if (!cls || !m || !z || !e) {
+        jb->rc = HX_ENOMEM;
         goto done;
     }
-    /* Class scores per pixel: the max over each class's names of either the score itself
-     * (argmax_cos) or its softmax probability over all names. Kept in `probs` when asked;
-     * area_thd needs a second pass, so without `probs` it recomputes them. */
-    for (int pass = 0; pass < 2; pass++) {
-        for (int c = 0; c < C; c++)
-            keep[c] = 1;
-        if (pass == 1) {
-            if (p->argmax_cos || p->area_thd < 0)
-                break;
-            double fg = 0;
-            for (int c = 1; c < C; c++)
-                fg += area[c];
-            for (int c = 1; c < C; c++)
-                keep[c] = area[c] > p->area_thd * fg ? 1.0f : 0.0f;
-        }
-        for (int i = 0; i < n; i++) {
-            for (int c = 0; c < C; c++)
-                cls[c] = -INFINITY;
+    for (int t = t0; t < t1; t++) {
+        double *area = jb->area + (size_t)t * C;
+        int end = (t + 1) * jb->chunk * DB < n ? (t + 1) * jb->chunk * DB : n;
+        for (int i0 = t * jb->chunk * DB; i0 < end; i0 += DB) {
+            int b = n - i0 < DB ? n - i0 : DB;
             if (p->argmax_cos) {
+                for (int j = 0; j < C * DB; j++)
+                    cls[j] = -INFINITY;
                 for (int k = 0; k < N; k++) {
-                    float s = scores[(size_t)k * n + i];
-                    int c = q->name_class[k];
-                    cls[c] = s > cls[c] ? s : cls[c];
+                    const float *s = jb->scores + (size_t)k * n + i0;
+                    float *cc = cls + (size_t)q->name_class[k] * DB;
+                    for (int j = 0; j < b; j++)
+                        cc[j] = s[j] > cc[j] ? s[j] : cc[j];
                 }
             } else {
-                float m = -INFINITY;
+                /* softmax(scale * s) over names; a class takes its names' largest probability */
+                for (int j = 0; j < b; j++)
+                    m[j] = -INFINITY, z[j] = 0;
+                for (int j = 0; j < C * DB; j++)
+                    cls[j] = 0;
                 for (int k = 0; k < N; k++) {
-                    float s = p->logit_scale * scores[(size_t)k * n + i];
-                    m = s > m ? s : m;
+                    const float *s = jb->scores + (size_t)k * n + i0;
+                    for (int j = 0; j < b; j++)
+                        m[j] = s[j] > m[j] ? s[j] : m[j];
                 }
-                double z = 0;
-                for (int k = 0; k < N; k++)
-                    z += exp((double)(p->logit_scale * scores[(size_t)k * n + i] - m));
                 for (int k = 0; k < N; k++) {
-                    float pr = (float)(exp((double)(p->logit_scale * scores[(size_t)k * n + i] -
-                                                    m)) / z);
-                    int c = q->name_class[k];
-                    cls[c] = pr > cls[c] ? pr : cls[c];
+                    const float *s = jb->scores + (size_t)k * n + i0;
+                    float *cc = cls + (size_t)q->name_class[k] * DB;
+                    for (int j = 0; j < b; j++)
+                        e[j] = scale * s[j] - scale * m[j];
+                    hx_exp_inplace(e, (size_t)b);
+                    for (int j = 0; j < b; j++) {
+                        z[j] += e[j];
+                        cc[j] = e[j] > cc[j] ? e[j] : cc[j];
+                    }
                 }
-            }
-            int best = 0;
-            for (int c = 0; c < C; c++) {
-                cls[c] *= keep[c];
-                if (cls[c] > cls[best])
-                    best = c;
-            }
-            if (pass == 0)
-                area[best] += 1;
-            if (!p->argmax_cos && cls[best] < p->prob_thd)
-                best = 0;
-            pred[i] = (uint8_t)best;
-            if (cp)
+                for (int j = 0; j < b; j++)
+                    z[j] = 1.0f / z[j];
                 for (int c = 0; c < C; c++)
-                    cp[(size_t)c * n + i] = cls[c];
+                    for (int j = 0; j < b; j++)
+                        cls[(size_t)c * DB + j] *= z[j];
+            }
+            for (int j = 0; j < b; j++) {
+                int best = 0;
+                float bv = cls[j] * jb->keep[0];
+                for (int c = 1; c < C; c++) {
+                    float v = cls[(size_t)c * DB + j] * jb->keep[c];
+                    if (v > bv)
+                        bv = v, best = c;
+                }
+                if (jb->pass == 0)
+                    area[best] += 1;
+                if (!p->argmax_cos && bv < p->prob_thd)
+                    best = 0;
+                jb->pred[i0 + j] = (uint8_t)best;
+                if (jb->probs)
+                    for (int c = 0; c < C; c++)
+                        jb->probs[(size_t)c * n + i0 + j] = cls[(size_t)c * DB + j] * jb->keep[c];
+            }
         }
     }
 done:
-    free(cls);
-    free(area);
-    free(keep);
+    free(cls), free(m), free(z), free(e);
+}
+
+int hx_dense_decide(const struct hx_dense_params *p, const struct hx_queries *q, float *scores,
+                    int n, uint8_t *pred, float *probs)
+{
+    int C = q->n_classes, rc = 0;
+    if (C > 256)
+        return hx_err(HX_EINVAL, "%d classes do not fit an 8-bit label map", C);
+    /* fixed chunks (not per thread count), so results never depend on the thread count */
+    int blocks = (n + DB - 1) / DB, chunk = 64, nchunks = (blocks + chunk - 1) / chunk;
+    float *keep = hx_malloc(sizeof(float) * C, "class mask");
+    double *area = hx_calloc((size_t)(nchunks ? nchunks : 1) * C, sizeof(double), "class areas");
+    if (!keep || !area) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    for (int c = 0; c < C; c++)
+        keep[c] = 1;
+    struct decide_job jb = {p, q, scores, n, 0, 0, keep, area, chunk, pred, probs};
+    hx_parallel_for(nchunks, 0, decide_range, &jb);
+    if ((rc = jb.rc))
+        goto done;
+    if (!p->argmax_cos && p->area_thd >= 0) {
+        /* area_thd: a foreground class whose argmax area is at most area_thd x the foreground
+         * area loses its probability; then decide again */
+        double fg = 0, *tot = area; /* sum the chunks' areas into chunk 0 */
+        for (int t = 1; t < nchunks; t++)
+            for (int c = 0; c < C; c++)
+                tot[c] += area[(size_t)t * C + c];
+        for (int c = 1; c < C; c++)
+            fg += tot[c];
+        for (int c = 1; c < C; c++)
+            keep[c] = tot[c] > p->area_thd * fg ? 1.0f : 0.0f;
+        jb.pass = 1;
+        hx_parallel_for(nchunks, 0, decide_range, &jb);
+        rc = jb.rc;
+    }
+done:
+    free(keep), free(area);
     return rc;
 }
 
@@ -212,6 +271,51 @@ int hx_dense_guide(const struct hx_dense_params *p, const struct hx_image *im, i
     return rc;
 }
 
+/* Per name: add every window's upsampled scores into one view-size plane (which stays in
+ * cache across the windows), divide by the window count, resize to the output size. */
+struct maps_job {
+    const struct hx_dense_feats *f;
+    const float *grid;  /* [nw][N, gh*gw] planar name scores of each window */
+    const float *count; /* [H, W] windows covering each view pixel */
+    int N, H, W, out_h, out_w;
+    float *maps;        /* [N, out_h * out_w] */
+    int rc;
+};
+
+static void maps_range(void *ctx, int k0, int k1)
+{
+    struct maps_job *j = ctx;
+    const struct hx_dense_feats *f = j->f;
+    size_t hw = (size_t)j->H * j->W, n = (size_t)j->out_h * j->out_w;
+    float *plane = hx_malloc(sizeof(float) * hw, "score plane");
+    if (!plane) {
+        j->rc = HX_ENOMEM;
+        return;
+    }
+    for (int k = k0; k < k1 && !j->rc; k++) {
+        memset(plane, 0, sizeof(float) * hw);
+        const float *g = j->grid;
+        for (int w = 0; w < f->nw; w++) {
+            const struct hx_window *win = &f->win[w];
+            int gh = f->grid[2 * w], gw = f->grid[2 * w + 1], rc;
+            rc = hx_resize_bilinear_add(g + (size_t)k * gh * gw, 1, gh, gw, plane, j->H, j->W,
+                                        win->y1, win->x1, win->y2 - win->y1, win->x2 - win->x1);
+            if (rc) {
+                j->rc = rc;
+                break;
+            }
+            g += (size_t)j->N * gh * gw;
+        }
+        for (size_t i = 0; i < hw; i++)
+            plane[i] /= j->count[i];
+        int rc = hx_resize_bilinear(plane, 1, j->H, j->W, j->maps + (size_t)k * n, j->out_h,
+                                    j->out_w, 0);
+        if (rc)
+            j->rc = rc;
+    }
+    free(plane);
+}
+
 int hx_dense_predict(const struct hx_dense_params *p, const struct hx_queries *q,
                      const struct hx_dense_feats *f, const float *guide, int out_h, int out_w,
                      uint8_t *pred, float *probs)
@@ -219,37 +323,39 @@ int hx_dense_predict(const struct hx_dense_params *p, const struct hx_queries *q
     const struct hx_text_bank *b = q->bank;
     int N = b->n_classes, M = b->n_members, E = f->E, T = f->T, H = f->view_h, W = f->view_w;
     int needs_global = hx_ens_rule_needs_global(q->point.rule), rc;
-    struct hx_accum acc = {0};
     float *tok = NULL, *cos = NULL, *gdot = NULL, *pool = NULL, *score = NULL, *grid = NULL;
-    float *up = NULL, *maps = NULL;
+    float *maps = NULL, *count = NULL;
     if ((rc = check_queries(q)))
         return rc;
     if (E != b->dim)
         return hx_err(HX_EINVAL, "the features have %d dimensions, the text bank %d", E, b->dim);
     if (p->pamr.iters > 0 && !guide)
         return hx_err(HX_EINVAL, "PAMR needs the guide image");
-    int ch = 0, cw = 0;
-    for (int w = 0; w < f->nw; w++) {
-        ch = f->win[w].y2 - f->win[w].y1 > ch ? f->win[w].y2 - f->win[w].y1 : ch;
-        cw = f->win[w].x2 - f->win[w].x1 > cw ? f->win[w].x2 - f->win[w].x1 : cw;
-    }
+    size_t cells = 0, n = (size_t)out_h * out_w;
+    for (int w = 0; w < f->nw; w++)
+        cells += (size_t)f->grid[2 * w] * f->grid[2 * w + 1];
     tok = hx_malloc(sizeof(float) * (size_t)T * E, "tokens");
     cos = hx_malloc(sizeof(float) * (size_t)T * M, "member cosines");
     gdot = hx_malloc(sizeof(float) * M, "global dot products");
     pool = hx_malloc(sizeof(float) * E, "pooled embedding");
     score = hx_malloc(sizeof(float) * (size_t)T * N, "name scores");
-    grid = hx_malloc(sizeof(float) * (size_t)T * N, "name score grid");
-    up = hx_malloc(sizeof(float) * (size_t)N * ch * cw, "window scores");
-    if (!tok || !cos || !gdot || !pool || !score || !grid || !up) {
+    grid = hx_malloc(sizeof(float) * cells * N, "name score grids");
+    count = hx_calloc((size_t)H * W, sizeof(float), "window counts");
+    maps = hx_malloc(sizeof(float) * N * n, "name score maps");
+    if (!tok || !cos || !gdot || !pool || !score || !grid || !count || !maps) {
         rc = HX_ENOMEM;
         goto done;
     }
-    if ((rc = hx_accum_init(&acc, N, H, W)))
-        goto done;
+    /* scores per window on the token grid: one GEMM, then the ensemble rule */
+    float *gw_out = grid;
     for (int w = 0; w < f->nw; w++) {
         const struct hx_window *win = &f->win[w];
-        int wh = win->y2 - win->y1, ww = win->x2 - win->x1;
         int gh = f->grid[2 * w], gw = f->grid[2 * w + 1], g = gh * gw;
+        if (win->y1 < 0 || win->x1 < 0 || win->y2 > H || win->x2 > W || win->y1 >= win->y2 ||
+            win->x1 >= win->x2 || g < 1 || g > T) {
+            rc = hx_err(HX_EFORMAT, "features: window %d does not fit the %dx%d view", w, W, H);
+            goto done;
+        }
         memcpy(tok, f->dense + (size_t)w * T * E, sizeof(float) * (size_t)g * E);
         hx_l2_normalize_rows(tok, g, E);
         hx_score_cos(tok, g, b->emb, M, E, cos);
@@ -263,27 +369,27 @@ int hx_dense_predict(const struct hx_dense_params *p, const struct hx_queries *q
             goto done;
         for (int t = 0; t < g; t++) /* [g, N] -> planar [N, gh, gw] */
             for (int k = 0; k < N; k++)
-                grid[(size_t)k * g + t] = score[(size_t)t * N + k];
-        if ((rc = hx_resize_bilinear(grid, N, gh, gw, up, wh, ww, 0)) ||
-            (rc = hx_accum_add(&acc, win, up)))
+                gw_out[(size_t)k * g + t] = score[(size_t)t * N + k];
+        gw_out += (size_t)N * g;
+        for (int y = win->y1; y < win->y2; y++)
+            for (int x = win->x1; x < win->x2; x++)
+                count[(size_t)y * W + x] += 1;
+    }
+    for (size_t i = 0; i < (size_t)H * W; i++)
+        if (count[i] == 0) {
+            rc = hx_err(HX_EFORMAT, "features: view pixel (%zu, %zu) is in no window", i % W,
+                        i / W);
             goto done;
-    }
-    if ((rc = hx_accum_average(&acc, acc.sum)))
-        goto done;
-    size_t n = (size_t)out_h * out_w;
-    maps = hx_malloc(sizeof(float) * N * n, "name score maps");
-    if (!maps) {
-        rc = HX_ENOMEM;
-        goto done;
-    }
-    if ((rc = hx_resize_bilinear(acc.sum, N, H, W, maps, out_h, out_w, 0)))
+        }
+    struct maps_job job = {f, grid, count, N, H, W, out_h, out_w, maps, 0};
+    hx_parallel_for(N, 0, maps_range, &job);
+    if ((rc = job.rc))
         goto done;
     if (p->pamr.iters > 0 && (rc = hx_pamr(guide, 3, out_h, out_w, maps, N, &p->pamr)))
         goto done;
     rc = hx_dense_decide(p, q, maps, (int)n, pred, probs);
 done:
-    hx_accum_free(&acc);
-    free(tok), free(cos), free(gdot), free(pool), free(score), free(grid), free(up), free(maps);
+    free(tok), free(cos), free(gdot), free(pool), free(score), free(grid), free(maps), free(count);
     return rc;
 }
 

@@ -119,6 +119,16 @@ int hx_accum_add(struct hx_accum *a, const struct hx_window *win, const float *l
             for (int x = 0; x < ww; x++)
                 s[x] += l[x];
         }
+    return hx_accum_count(a, win);
+}
+
+int hx_accum_count(struct hx_accum *a, const struct hx_window *win)
+{
+    if (win->y1 < 0 || win->x1 < 0 || win->y2 > a->h || win->x2 > a->w || win->y1 >= win->y2 ||
+        win->x1 >= win->x2)
+        return hx_err(HX_EINVAL, "accum: window rows [%d, %d) x columns [%d, %d) is not inside "
+                                 "the %dx%d image", win->y1, win->y2, win->x1, win->x2, a->h,
+                      a->w);
     for (int y = win->y1; y < win->y2; y++)
         for (int x = win->x1; x < win->x2; x++)
             a->count[(size_t)y * a->w + x] += 1;

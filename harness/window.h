@@ -50,6 +50,10 @@ void hx_accum_free(struct hx_accum *a);
 /* Add logits [k, y2-y1, x2-x1] of window `win` (which must lie inside the image). */
 int hx_accum_add(struct hx_accum *a, const struct hx_window *win, const float *logits);
 
+/* Count window `win` once in the count map (for callers that add into sum themselves, e.g.
+ * with hx_resize_bilinear_add). */
+int hx_accum_count(struct hx_accum *a, const struct hx_window *win);
+
 /* out [k, h, w] = sum / count; out may be a->sum. A pixel in no window is an error. */
 int hx_accum_average(const struct hx_accum *a, float *out);
 

@@ -608,6 +608,28 @@ START_TEST(resizes_reject_bad_sizes)
 }
 END_TEST
 
+/* The fused resize-and-add equals a resize followed by adding into the window. */
+START_TEST(bilinear_add_matches_resize_then_add)
+{
+    int c = 3, h = 5, w = 7, oh = 13, ow = 11, dh = 20, dw = 17, y0 = 4, x0 = 6;
+    float src[3 * 5 * 7], up[3 * 13 * 11], a[3 * 20 * 17], b[3 * 20 * 17];
+    for (int i = 0; i < c * h * w; i++)
+        src[i] = (float)((i * 37) % 23) - 11.0f;
+    for (int i = 0; i < c * dh * dw; i++)
+        a[i] = b[i] = (float)(i % 5);
+    ck_assert_int_eq(hx_resize_bilinear(src, c, h, w, up, oh, ow, 0), 0);
+    for (int k = 0; k < c; k++)
+        for (int y = 0; y < oh; y++)
+            for (int x = 0; x < ow; x++)
+                b[(k * dh + y0 + y) * dw + x0 + x] += up[(k * oh + y) * ow + x];
+    ck_assert_int_eq(hx_resize_bilinear_add(src, c, h, w, a, dh, dw, y0, x0, oh, ow), 0);
+    for (int i = 0; i < c * dh * dw; i++)
+        ck_assert_msg(a[i] == b[i], "value %d: %g != %g", i, a[i], b[i]);
+    /* a window that does not fit is an error, nothing written */
+    ck_assert_int_ne(hx_resize_bilinear_add(src, c, h, w, a, dh, dw, 10, 10, oh, ow), 0);
+}
+END_TEST
+
 Suite *suite_image(void)
 {
     Suite *s = suite_create("image");
@@ -626,6 +648,7 @@ Suite *suite_image(void)
     tcase_add_test(tr, cv_resize_is_bit_exact);
     tcase_add_test(tr, nearest_indices_match_reference);
     tcase_add_test(tr, resizes_reject_bad_sizes);
+    tcase_add_test(tr, bilinear_add_matches_resize_then_add);
     suite_add_tcase(s, tr);
     return s;
 }

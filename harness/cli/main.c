@@ -1,6 +1,7 @@
 /* build/harness: a table of commands, each with --help. */
 #include "harness/cli/cli.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,6 +35,10 @@ static const struct hx_command *find(const char *name)
 
 int main(int argc, char **argv)
 {
+    /* Per-image buffers of tens of MB would otherwise be mmapped and unmapped for every image,
+     * paying page faults each time: keep freed memory in the heap for reuse. */
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -1,0 +1,54 @@
+#include "harness/parallel.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define MAX_THREADS 64
+
+int hx_default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *env = getenv("HX_THREADS");
+    if (env && atoi(env) > 0 && atoi(env) < n)
+        n = atoi(env);
+    return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n;
+}
+
+struct chunk {
+    void (*fn)(void *, int, int);
+    void *ctx;
+    int begin, end;
+};
+
+static void *run_chunk(void *arg)
+{
+    struct chunk *c = arg;
+    c->fn(c->ctx, c->begin, c->end);
+    return NULL;
+}
+
+void hx_parallel_for(int n, int threads, void (*fn)(void *ctx, int begin, int end), void *ctx)
+{
+    if (n <= 0)
+        return;
+    int t = threads > 0 ? threads : hx_default_threads();
+    if (t > n)
+        t = n;
+    if (t > MAX_THREADS)
+        t = MAX_THREADS;
+    struct chunk c[MAX_THREADS];
+    pthread_t id[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int i = 0; i < t; i++)
+        c[i] = (struct chunk){fn, ctx, (int)((long)n * i / t), (int)((long)n * (i + 1) / t)};
+    for (int i = 1; i < t; i++)
+        started[i] = pthread_create(&id[i], NULL, run_chunk, &c[i]) == 0;
+    run_chunk(&c[0]);
+    for (int i = 1; i < t; i++) {
+        if (started[i])
+            pthread_join(id[i], NULL);
+        else
+            run_chunk(&c[i]); /* no thread to be had: do the chunk here */
+    }
+}
