@@ -40,6 +40,9 @@ static const struct hx_dataset registry[] = {
     {"cityscapes", 19, 255, "", "leftImg8bit/val", "_leftImg8bit.png", "gtFine/val",
      "_gtFine_labelTrainIds.png", NULL, 18, 0, 0, 1, "datasets/classnames/cityscapes.txt",
      "Cityscapes val, 19 train ids"},
+    {"synth", 6, 255, "", "images", ".png", "labels", ".png", "split.txt", 5, 0, 0, 0,
+     "datasets/classnames/synth.txt",
+     "synthetic shapes written by 'harness synth': background + 5 shapes"},
 };
 #define NREG (sizeof registry / sizeof registry[0])
 
