@@ -81,14 +81,13 @@ static int get_str(const cJSON *obj, const char *key, char *dst, size_t n, const
     return 0;
 }
 
-int hx_simseg_config_load(struct hx_simseg_config *c, const char *path)
+/* Parse a JSON object file of at most 1 MiB; *root is freed by the caller. */
+static int read_json(const char *path, cJSON **root)
 {
-    hx_simseg_config_default(c);
-    c->model_type[0] = 0;
+    *root = NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
         return hx_err(HX_EIO, "cannot open %s", path);
-    char *buf = NULL;
     long len = -1;
     if (fseek(f, 0, SEEK_END) == 0)
         len = ftell(f);
@@ -96,7 +95,7 @@ int hx_simseg_config_load(struct hx_simseg_config *c, const char *path)
         fclose(f);
         return hx_err(HX_EFORMAT, "%s: unreadable or larger than 1 MiB", path);
     }
-    buf = hx_malloc((size_t)len + 1, "config.json");
+    char *buf = hx_malloc((size_t)len + 1, "config.json");
     if (!buf) {
         fclose(f);
         return HX_ENOMEM;
@@ -104,15 +103,26 @@ int hx_simseg_config_load(struct hx_simseg_config *c, const char *path)
     size_t got = fread(buf, 1, (size_t)len, f);
     fclose(f);
     buf[got] = 0;
-    cJSON *root = cJSON_Parse(buf);
+    *root = cJSON_Parse(buf);
     free(buf);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
+    if (!cJSON_IsObject(*root)) {
+        cJSON_Delete(*root);
+        *root = NULL;
         return hx_err(HX_EFORMAT, "%s: not a JSON object", path);
     }
+    return 0;
+}
+
+int hx_simseg_config_load(struct hx_simseg_config *c, const char *path)
+{
+    hx_simseg_config_default(c);
+    c->model_type[0] = 0;
+    cJSON *root = NULL;
+    int rc = read_json(path, &root);
+    if (rc)
+        return rc;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "vision_config");
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "text_config");
-    int rc;
     if ((rc = get_str(root, "model_type", c->model_type, sizeof c->model_type, path)) ||
         (rc = get_str(root, "variant", c->variant, sizeof c->variant, path)) ||
         (rc = get_int(root, "image_size", &c->image_size, path, "")) ||
@@ -160,6 +170,21 @@ int hx_simseg_config_load(struct hx_simseg_config *c, const char *path)
 done:
     cJSON_Delete(root);
     return rc;
+}
+
+int hx_simseg_probe(const char *dir)
+{
+    char path[1200];
+    cJSON *root = NULL;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    int yes = 0;
+    if (read_json(path, &root) == 0) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+        yes = cJSON_IsString(t) && !strcmp(t->valuestring, "simseg");
+    }
+    hx_err_clear();
+    cJSON_Delete(root);
+    return yes;
 }
 
 /* ---------------------------------------------------------------- model */

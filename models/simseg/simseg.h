@@ -62,6 +62,10 @@ struct hx_simseg_config {
 int hx_simseg_config_load(struct hx_simseg_config *cfg, const char *path);
 void hx_simseg_config_default(struct hx_simseg_config *cfg);
 
+/* 1 when dir/config.json exists and says "model_type": "simseg", else 0 (no error set):
+ * lets a command pick the backend of a model directory. */
+int hx_simseg_probe(const char *dir);
+
 enum { HX_SIMSEG_VISION = 1, HX_SIMSEG_TEXT = 2 };
 
 struct hx_simseg;
