@@ -473,6 +473,18 @@ def main():
                                capture_output=True, text=True)
             assert r.returncode == 1 and "layer.1.output.dense.bias" in r.stderr, r.stderr
             assert not os.path.exists(os.path.join(tmp, "refused"))
+            # an extra key is reported and kept; --no-key-check warns loudly
+            extra = dict(sd)
+            extra["head.weight"] = torch.zeros(3, D)
+            torch.save({"state_dict": extra}, pth)
+            conv = [sys.executable, os.path.join(HERE, "convert_simseg.py"), pth,
+                    os.path.join(tmp, "extra"), "--vocab", vpath, "--vit-head-dim",
+                    str(D // VH), "--bert-head-dim", str(DT // TH)]
+            r = subprocess.run(conv + ["--keys", keys], capture_output=True, text=True)
+            assert r.returncode == 0 and "unexpected" in r.stderr and "head.weight" in r.stderr, \
+                r.stderr
+            r = subprocess.run(conv + ["--no-key-check"], capture_output=True, text=True)
+            assert r.returncode == 0 and "WARNING" in r.stderr, r.stderr
             with torch.no_grad():
                 out = compute(model, vocab_map, img)
             hxref.write_safetensors(os.path.join(outdir, "expected.safetensors"),

@@ -165,6 +165,8 @@ int hx_simseg_config_load(struct hx_simseg_config *c, const char *path)
     else if (c->max_length < 2 || c->max_length > c->max_positions)
         rc = hx_err(HX_EFORMAT, "%s: text_config.max_length %d is not in [2, %d]", path,
                     c->max_length, c->max_positions);
+    else if (c->image_topk > 64)
+        rc = hx_err(HX_EFORMAT, "%s: image_topk %d is larger than 64", path, c->image_topk);
     else if (g < 1)
         rc = hx_err(HX_EFORMAT, "%s: image_size %d is smaller than a patch", path, c->image_size);
 done:
@@ -574,9 +576,7 @@ static void l2norm_eps(float *x, int n)
 void hx_simseg_image_pool(const struct hx_simseg *m, const float *P, int n, float *g)
 {
     int E = m->cfg.projection_dim, k = m->cfg.image_topk < n ? m->cfg.image_topk : n;
-    float top[64];
-    if (k > 64)
-        k = 64;
+    float top[64]; /* image_topk <= 64 (checked at load) */
     for (int ch = 0; ch < E; ch++) {
         int have = 0;
         for (int r = 0; r < n; r++) {

@@ -50,7 +50,7 @@ struct hx_simseg_config {
     int max_length;      /* 25 tokens per text, [CLS] and [SEP] included */
     /* heads */
     int projection_dim;  /* E = 512 */
-    int image_topk;      /* 5 */
+    int image_topk;      /* 5 (at most 64) */
 };
 
 /* config.json keys (all optional except model_type; defaults are SimSeg ViT-S):
