@@ -251,6 +251,32 @@ static void text(const char *model)
     check("text.pooled", pooled, want, n);
     ck_assert_int_eq(hx_simseg_encode_text(m, cs.texts, cs.nt, pooled), 0);
     check("encode_text", pooled, want, n);
+    /* more texts than one stacked batch: every text as when encoded alone */
+    int nrep = 75;
+    const char **many = malloc(sizeof *many * nrep);
+    for (int i = 0; i < nrep; i++)
+        many[i] = cs.texts[(i * 5) % cs.nt];
+    float *big = malloc(sizeof(float) * nrep * E);
+    ck_assert_int_eq(hx_simseg_encode_text(m, many, nrep, big), 0);
+    for (int i = 0; i < nrep; i++)
+        check("encode_text in batches", big + (size_t)i * E, want + (size_t)((i * 5) % cs.nt) * E,
+              E);
+    free(big);
+    free(many);
+    /* a mask with a hole (not [CLS]..[SEP] then padding) takes the full-length path */
+    mask[1] = 0;
+    float one[2][512];
+    ck_assert_int_le(E, 512);
+    ck_assert_int_eq(hx_simseg_encode_tokens(m, ids, mask, 1, one[0]), 0);
+    ck_assert_int_eq(hx_simseg_bert_embed(m, ids, x), 0);
+    for (int i = 0; i < cfg->bert_layers; i++)
+        hx_simseg_bert_layer(m, i, mask, x);
+    hx_simseg_text_pool(m, x, mask, one[1]);
+    ck_assert_mem_eq(one[0], one[1], sizeof(float) * E);
+    double diff = 0;
+    for (int i = 0; i < E; i++)
+        diff = fmax(diff, fabs(one[0][i] - want[i]));
+    ck_assert_msg(diff > 1e-3, "masking token 1 out left the embedding unchanged");
     free(want);
     /* an id past the embedding table is refused */
     ids[3] = cfg->vocab_size;

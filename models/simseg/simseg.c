@@ -12,6 +12,7 @@
 #include <string.h>
 
 #define VIT "image_encoder.model.model."
+#define TEXT_BATCH 32 /* texts per stacked BERT pass */
 #define BERT "text_encoder.model.model."
 
 const float hx_simseg_mean[3] = {0.485f, 0.456f, 0.406f};
@@ -435,8 +436,9 @@ static int load_text(struct hx_simseg *m, const struct hx_safetensors *st)
         L(ln2_b, "output.LayerNorm.bias", 1, D, 0, 0, 0);
 #undef L
     }
-    size_t Lt = (size_t)c->max_length;
-    size_t sizes[] = {Lt * D, Lt * D, Lt * 3 * D, Lt * D, Lt * I, Lt * Lt, Lt * Lt, Lt * E};
+    /* the row buffers hold TEXT_BATCH texts; the staged functions use the first L rows */
+    size_t Lt = (size_t)c->max_length, R = Lt * TEXT_BATCH;
+    size_t sizes[] = {R * D, Lt * D, R * 3 * D, R * D, R * I, Lt * Lt, Lt * Lt, R * E};
     float **slots[] = {&m->tx, &m->ty, &m->tqkv, &m->tattn, &m->th, &m->tscores, &m->tbias,
                        &m->tproj};
     size_t total = 0;
@@ -703,20 +705,109 @@ int hx_simseg_tokenize(const struct hx_simseg *m, const char *const *texts, int 
     return 0;
 }
 
+/* Number of valid tokens when mask is 1...1 0...0 with at least one 1, else -1. */
+static int prefix_length(const int32_t *mask, int L)
+{
+    int n = 0;
+    while (n < L && mask[n])
+        n++;
+    for (int t = n; t < L; t++)
+        if (mask[t])
+            return -1;
+    return n > 0 ? n : -1;
+}
+
+/* Up to TEXT_BATCH texts whose masks are prefixes, with only their valid rows stacked into
+ * one matrix [R, Dt] (R = sum of valid lengths) so that the linear layers run as one GEMM.
+ * Padded positions never influence valid ones (their keys get weight 0 and they are excluded
+ * from the pooling), so dropping them changes nothing but the work. */
+static int encode_batch(struct hx_simseg *m, const int32_t *ids, const int32_t *mask, int nb,
+                        float *out)
+{
+    const struct hx_simseg_config *c = &m->cfg;
+    int L = c->max_length, D = c->bert_hidden, H = c->bert_heads, hd = D / H;
+    int I = c->bert_intermediate, E = c->projection_dim, len[TEXT_BATCH], off[TEXT_BATCH + 1];
+    off[0] = 0;
+    for (int b = 0; b < nb; b++) {
+        len[b] = prefix_length(mask + (size_t)b * L, L);
+        off[b + 1] = off[b] + len[b];
+        for (int t = 0; t < L; t++) {
+            int32_t id = ids[(size_t)b * L + t];
+            if (id < 0 || id >= c->vocab_size)
+                return hx_err(HX_EINVAL, "token id %d at position %d is outside the vocabulary "
+                              "of %d", id, t, c->vocab_size);
+        }
+    }
+    int R = off[nb];
+    float *x = m->tx;
+    for (int b = 0; b < nb; b++)
+        for (int t = 0; t < len[b]; t++) {
+            const float *w = m->word + (size_t)ids[(size_t)b * L + t] * D;
+            const float *p = m->tpos + (size_t)t * D;
+            float *y = x + (size_t)(off[b] + t) * D;
+            for (int i = 0; i < D; i++)
+                y[i] = (w[i] + m->ttype[i]) + p[i];
+        }
+    hx_layernorm(x, R, D, m->emb_ln_w, m->emb_ln_b, c->bert_ln_eps, x);
+    for (int l = 0; l < c->bert_layers; l++) {
+        const struct bert_layer *ly = &m->tl[l];
+        hx_linear(x, R, D, ly->qkv_w, ly->qkv_b, 3 * D, m->tqkv);
+        for (int b = 0; b < nb; b++) {
+            const float *q = m->tqkv + (size_t)off[b] * 3 * D;
+            hx_attention(q, q + D, q + 2 * D, 3 * D, len[b], H, hd, 1.0f / sqrtf((float)hd), NULL,
+                         0, m->tscores, m->tattn + (size_t)off[b] * D, NULL);
+        }
+        hx_linear_acc(m->tattn, R, D, ly->o_w, ly->o_b, D, x);
+        hx_layernorm(x, R, D, ly->ln1_w, ly->ln1_b, c->bert_ln_eps, x);
+        hx_linear(x, R, D, ly->i_w, ly->i_b, I, m->th);
+        hx_gelu_erf(m->th, (size_t)R * I);
+        hx_linear_acc(m->th, R, I, ly->o2_w, ly->o2_b, D, x);
+        hx_layernorm(x, R, D, ly->ln2_w, ly->ln2_b, c->bert_ln_eps, x);
+    }
+    hx_linear(x, R, D, m->txt_proj, NULL, E, m->tproj);
+    for (int b = 0; b < nb; b++) {
+        float *o = out + (size_t)b * E;
+        for (int ch = 0; ch < E; ch++) {
+            /* padded rows hold -10000 in the reference's max */
+            float best = len[b] < L ? -10000.0f : -INFINITY;
+            for (int t = 0; t < len[b]; t++) {
+                float v = m->tproj[(size_t)(off[b] + t) * E + ch];
+                if (v > best)
+                    best = v;
+            }
+            o[ch] = best;
+        }
+        l2norm_eps(o, E);
+    }
+    return 0;
+}
+
 int hx_simseg_encode_tokens(struct hx_simseg *m, const int32_t *ids, const int32_t *mask, int n,
                             float *out)
 {
     if (!m->tl)
         return hx_err(HX_EINVAL, "%s: the SimSeg model was opened without its text part", m->dir);
     const struct hx_simseg_config *c = &m->cfg;
-    int L = c->max_length, rc;
-    for (int i = 0; i < n; i++) {
+    int L = c->max_length, E = c->projection_dim, rc;
+    for (int i = 0; i < n;) {
+        int nb = 0;
+        while (i + nb < n && nb < TEXT_BATCH && prefix_length(mask + (size_t)(i + nb) * L, L) > 0)
+            nb++;
+        if (nb) {
+            if ((rc = encode_batch(m, ids + (size_t)i * L, mask + (size_t)i * L, nb,
+                                   out + (size_t)i * E)))
+                return rc;
+            i += nb;
+            continue;
+        }
+        /* a mask that is not a prefix of ones: the full-length path */
         const int32_t *id = ids + (size_t)i * L, *mk = mask + (size_t)i * L;
         if ((rc = hx_simseg_bert_embed(m, id, m->tx)))
             return rc;
         for (int l = 0; l < c->bert_layers; l++)
             hx_simseg_bert_layer(m, l, mk, m->tx);
-        hx_simseg_text_pool(m, m->tx, mk, out + (size_t)i * c->projection_dim);
+        hx_simseg_text_pool(m, m->tx, mk, out + (size_t)i * E);
+        i++;
     }
     return 0;
 }

@@ -112,7 +112,11 @@ void hx_simseg_image_pool(const struct hx_simseg *m, const float *P, int n, floa
 int hx_simseg_tokenize(const struct hx_simseg *m, const char *const *texts, int n, int32_t *ids,
                        int32_t *mask);
 /* Token ids [n, max_length] + mask -> LoDA text embeddings [n, E] (L2-normalised with the
- * eps added to the norm). Ids must be < vocab_size (HX_EINVAL otherwise). */
+ * eps added to the norm). Ids must be < vocab_size (HX_EINVAL otherwise).
+ * Texts whose mask is ones then zeros (what the tokenizer gives) run 32 at a time with only
+ * their valid positions stacked, as one GEMM per linear layer; padded positions cannot change
+ * the result (their keys get weight 0 and the pooling skips them). Any other mask runs the
+ * full max_length rows through the staged functions below. */
 int hx_simseg_encode_tokens(struct hx_simseg *m, const int32_t *ids, const int32_t *mask, int n,
                             float *out);
 /* Strings -> LoDA text embeddings [n, E], each text exactly as given. */
