@@ -3,6 +3,7 @@
 #include "harness/h5io.h"
 #include "harness/image.h"
 #include "models/clip/clip.h"
+#include "models/simseg/simseg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,61 @@ static const char usage[] =
     "  --out FILE     output HDF5 file (written atomically)\n"
     "With --size, pixels past the last whole patch at the right and bottom are dropped, as the\n"
     "strided patch convolution does. Pixels are scaled to [0,1] and normalised with the CLIP\n"
-    "mean and std.\n";
+    "mean and std.\n"
+    "\n"
+    "SimSeg model directories (config.json \"model_type\": \"simseg\") follow SimSeg's own\n"
+    "preprocessing instead: the image is resized to 288x288 with PIL bilinear, aspect ratio not\n"
+    "kept, whatever --size says, and normalised with the ImageNet mean and std; --no-resize\n"
+    "is accepted only for an image that is already 288x288, and --variant must be vanilla.\n"
+    "  /image_embeds  float32 [512]       the LoDA embedding (top-5 mean), L2-normalised\n"
+    "  /dense         float32 [324, 512]  the projected patch tokens (18x18), not normalised\n";
+
+/* SimSeg: fixed 288x288 input (SPEC-simseg 2.6). Returns the exit code. */
+static int run_simseg(const char *cmd, const char *model, const char *image, const char *out,
+                      int no_resize, enum hx_variant v)
+{
+    struct hx_image im = {0};
+    struct hx_simseg *m = NULL;
+    float *tensor = NULL, *pooled = NULL, *dense = NULL;
+    int rc, code = 1;
+    if (v != HX_VANILLA)
+        return cli_usage_error(cmd, "SimSeg models have no --variant (got %s)", hx_variant_name(v));
+    if ((rc = hx_simseg_open(&m, model, HX_SIMSEG_VISION)) || (rc = hx_image_load(&im, image)))
+        goto fail;
+    const struct hx_simseg_config *cfg = hx_simseg_cfg(m);
+    int S = cfg->image_size, E = cfg->projection_dim, g = hx_simseg_grid(m);
+    if (no_resize && (im.w != S || im.h != S)) {
+        rc = hx_err(HX_EINVAL, "%s: %dx%d; SimSeg with --no-resize needs a %dx%d image", image,
+                    im.w, im.h, S, S);
+        goto fail;
+    }
+    tensor = malloc(sizeof(float) * 3 * (size_t)S * S);
+    pooled = malloc(sizeof(float) * E);
+    dense = malloc(sizeof(float) * (size_t)g * g * E);
+    if (!tensor || !pooled || !dense) {
+        rc = hx_err(HX_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = hx_simseg_preprocess(&im, S, tensor, NULL)) ||
+        (rc = hx_simseg_encode_image(m, tensor, pooled, dense)))
+        goto fail;
+    struct hx_h5_attr grid[2] = {{"grid_h", g}, {"grid_w", g}};
+    struct hx_h5_dataset ds[2] = {{"/image_embeds", 1, {E}, pooled, NULL, 0},
+                                  {"/dense", 2, {(int64_t)g * g, E}, dense, grid, 2}};
+    if ((rc = hx_h5_write(out, ds, 2)))
+        goto fail;
+    code = 0;
+    goto done;
+fail:
+    code = cli_fail(cmd, rc);
+done:
+    free(tensor);
+    free(pooled);
+    free(dense);
+    hx_image_free(&im);
+    hx_simseg_free(m);
+    return code;
+}
 
 static const float clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 static const float clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
@@ -57,6 +112,8 @@ static int run(int argc, char **argv)
         return cli_usage_error(argv[0], "--size must be positive");
     if (hx_variant_parse(vname, &v))
         return cli_usage_error(argv[0], "%s", hx_errmsg());
+    if (hx_simseg_probe(model))
+        return run_simseg(argv[0], model, image, out, no_resize, v);
     code = 1;
     if ((rc = hx_clip_open(&m, model, HX_CLIP_VISION)) || (rc = hx_image_load(&im, image)))
         goto fail;

@@ -2,6 +2,7 @@
 #include "harness/error.h"
 #include "harness/h5io.h"
 #include "models/clip/clip.h"
+#include "models/simseg/simseg.h"
 
 #include <stdlib.h>
 
@@ -12,7 +13,10 @@ static const char usage[] =
     "float32 [n, E]: the projected text embeddings, not normalised, in argument order.\n"
     "\n"
     "  --model DIR   model directory (config.json, model.safetensors, tokenizer files)\n"
-    "  --out FILE    output HDF5 file (written atomically)\n";
+    "  --out FILE    output HDF5 file (written atomically)\n"
+    "For a SimSeg model directory (config.json \"model_type\": \"simseg\") /text_embeds holds\n"
+    "the LoDA text embeddings (BERT, projection, max over valid tokens), L2-normalised, one per\n"
+    "TEXT exactly as given (no prompt template).\n";
 
 static int run(int argc, char **argv)
 {
@@ -21,6 +25,7 @@ static int run(int argc, char **argv)
     char **texts = malloc(sizeof(char *) * argc);
     int n, rc, code = 1;
     struct hx_clip *m = NULL;
+    struct hx_simseg *sm = NULL;
     float *emb = NULL;
     if (!texts)
         return 1;
@@ -31,15 +36,25 @@ static int run(int argc, char **argv)
         code = cli_usage_error(argv[0], "no TEXT given");
         goto done;
     }
-    if ((rc = hx_clip_open(&m, model, HX_CLIP_TEXT))) {
-        code = cli_fail(argv[0], rc);
-        goto done;
+    int E;
+    if (hx_simseg_probe(model)) {
+        if ((rc = hx_simseg_open(&sm, model, HX_SIMSEG_TEXT))) {
+            code = cli_fail(argv[0], rc);
+            goto done;
+        }
+        E = hx_simseg_cfg(sm)->projection_dim;
+    } else {
+        if ((rc = hx_clip_open(&m, model, HX_CLIP_TEXT))) {
+            code = cli_fail(argv[0], rc);
+            goto done;
+        }
+        E = hx_clip_cfg(m)->projection_dim;
     }
-    int E = hx_clip_cfg(m)->projection_dim;
     emb = malloc(sizeof(float) * (size_t)n * E);
     if (!emb)
         goto done;
-    if ((rc = hx_clip_encode_text(m, (const char *const *)texts, n, emb))) {
+    if ((rc = sm ? hx_simseg_encode_text(sm, (const char *const *)texts, n, emb)
+                 : hx_clip_encode_text(m, (const char *const *)texts, n, emb))) {
         code = cli_fail(argv[0], rc);
         goto done;
     }
@@ -52,6 +67,7 @@ static int run(int argc, char **argv)
 done:
     free(emb);
     hx_clip_free(m);
+    hx_simseg_free(sm);
     free(texts);
     return code;
 }
