@@ -19,6 +19,9 @@ Inputs (one of the two annotation sources):
                  run-length encodings (compressed strings, column-major) with a 459-space
                  category_id; the class map paints them in file order, later ones on top, 0
                  where none covers a pixel. Decoded here without the Detail API.
+                 mmsegmentation asserts that this file only uses the 59 ids (and 0); here any
+                 other id becomes background like in the .mat route, and the closing line says
+                 what share of the pixels that was.
 
 Output, under --out (default: the --voc2010 folder, which the harness reads as
 ROOT/VOCdevkit/VOC2010):
@@ -422,8 +425,8 @@ def run(a):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(
-        prog=PROG, description="Convert the PASCAL Context annotations (459-class .mat files "
-        "or the Detail JSON) to the 60-class mmsegmentation layout (see the module docstring).")
+        prog=PROG, description=__doc__.splitlines()[0],
+        epilog=__doc__[__doc__.index("Inputs"):], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--voc2010", help="VOCdevkit/VOC2010 (with JPEGImages)")
     ap.add_argument("--mat-dir", help="folder of the official <id>.mat files (trainval/)")
     ap.add_argument("--detail-json", help="the Detail file trainval_merged.json")
@@ -431,7 +434,9 @@ def main(argv=None):
                     "next to --mat-dir) to check the class names")
     ap.add_argument("--splits", help="folder with train.txt and val.txt for --mat-dir "
                     "(default: VOC2010/ImageSets/Main)")
-    ap.add_argument("--out", help="folder to write into (default: --voc2010)")
+    ap.add_argument("--out", help="folder to write into (default: --voc2010); the harness "
+                    "reads labels and JPEGImages from the same VOC2010 folder, so link the "
+                    "images there when writing elsewhere")
     ap.add_argument("--limit", type=int, help="convert only the first N ids of each split")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     ap.add_argument("--print-mapping", action="store_true",
