@@ -1,15 +1,16 @@
 #!/bin/sh
 # Installs the Debian packages the harness needs, only those that are missing.
 #   scripts/install-deps.sh           build + test dependencies
-#   scripts/install-deps.sh --python  also PyTorch, NumPy, Pillow and h5py (reference
-#                                     generators and benchmarks under scripts/)
+#   scripts/install-deps.sh --python  also PyTorch, NumPy, Pillow, h5py and SciPy (reference
+#                                     generators, benchmarks and dataset preparation under
+#                                     scripts/)
 set -eu
 pkgs="gcc make pkg-config libopenblas-dev libhdf5-dev libstb-dev libcjson-dev
       libcurl4-openssl-dev check libutf8proc-dev zlib1g-dev python3"
 quiet=0
 for a in "$@"; do
     case "$a" in
-    --python) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-h5py" ;;
+    --python) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-h5py python3-scipy" ;;
     --quiet) quiet=1 ;;
     *) echo "usage: $0 [--python] [--quiet]" >&2; exit 2 ;;
     esac
