@@ -1,16 +1,17 @@
 #!/bin/sh
 # Installs the Debian packages the harness needs, only those that are missing.
-#   scripts/install-deps.sh           build + test dependencies
-#   scripts/install-deps.sh --python  also PyTorch, NumPy, Pillow, h5py and SciPy (reference
-#                                     generators, benchmarks and dataset preparation under
-#                                     scripts/)
+#   scripts/install-deps.sh           build + test dependencies (the tests of the dataset
+#                                     preparation scripts use NumPy, Pillow and SciPy)
+#   scripts/install-deps.sh --python  also PyTorch, h5py and OpenCV (reference generators,
+#                                     training and benchmarks under scripts/)
 set -eu
 pkgs="gcc make pkg-config libopenblas-dev libhdf5-dev libstb-dev libcjson-dev
-      libcurl4-openssl-dev check libutf8proc-dev zlib1g-dev python3"
+      libcurl4-openssl-dev check libutf8proc-dev zlib1g-dev python3 python3-numpy
+      python3-pil python3-scipy"
 quiet=0
 for a in "$@"; do
     case "$a" in
-    --python) pkgs="$pkgs python3-torch python3-numpy python3-pil python3-h5py python3-scipy" ;;
+    --python) pkgs="$pkgs python3-torch python3-h5py python3-opencv" ;;
     --quiet) quiet=1 ;;
     *) echo "usage: $0 [--python] [--quiet]" >&2; exit 2 ;;
     esac
