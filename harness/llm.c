@@ -1258,7 +1258,7 @@ static int run_transfers(struct run *r)
         int still = 0;
         curl_multi_perform(r->multi, &still);
         CURLMsg *m;
-        int left;
+        int left, finished = 0;
         while ((m = curl_multi_info_read(r->multi, &left))) {
             if (m->msg != CURLMSG_DONE)
                 continue;
@@ -1267,7 +1267,10 @@ static int run_transfers(struct run *r)
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
             if ((rc = finish_job(r, j, res, mono_now())))
                 return rc;
+            finished++;
         }
+        if (finished) /* look at the states again before waiting */
+            continue;
         now = mono_now();
         double wait = (r->running ? 0.1 : next - now);
         if (next - now < wait)
