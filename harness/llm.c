@@ -665,6 +665,46 @@ done:
     return rc;
 }
 
+/* The merged list of a class whose every sample has a raw answer: the samples' lists in
+ * order, repeats (case-folded) and the class's own name dropped, cut to n. */
+static int merge_answers(const struct hx_llm_class_report *c, int n, char ***items, int *count)
+{
+    int rc = 0;
+    const char *a = c->name, *b = a + strlen(a);
+    while (a < b && is_space((unsigned char)*a))
+        a++;
+    while (b > a && is_space((unsigned char)b[-1]))
+        b--;
+    char *nm = strndup(a, (size_t)(b - a));
+    char *ck = nm ? fold(nm) : NULL;
+    struct list l = {.limit = n, .cls_key = ck};
+    *items = NULL;
+    *count = 0;
+    for (int s = 0; s < c->nanswers && ck && !rc; s++) {
+        char **it;
+        int k;
+        if ((rc = hx_llm_parse_list(c->answers[s].raw, nm, n, &it, &k)))
+            break;
+        for (int i = 0; i < k; i++) {
+            list_add(&l, it[i]);
+            it[i] = NULL;
+        }
+        hx_llm_list_free(it, k);
+    }
+    if (!rc && (!ck || l.oom))
+        rc = hx_err(HX_ENOMEM, "out of memory merging answers");
+    if (rc) {
+        list_clear(&l);
+    } else {
+        *items = l.items;
+        *count = l.n;
+        hx_llm_list_free(l.keys, l.n);
+    }
+    free(ck);
+    free(nm);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- report */
 
 void hx_llm_report_free(struct hx_llm_report *rep)
@@ -1493,34 +1533,16 @@ int hx_llm_subclasses(const struct hx_llm_request *req, const char *const *class
             rep->n_failed++;
             continue;
         }
-        char nb[512];
-        trimmed_name(&r, i, nb, sizeof nb);
-        char *ck = fold(nb);
-        struct list l = {.limit = req->n, .cls_key = ck};
-        for (int s = 0; s < req->samples && ck; s++) {
-            char **items;
-            int count;
-            if ((rc = hx_llm_parse_list(c->answers[s].raw, nb, req->n, &items, &count)))
-                break;
-            for (int k = 0; k < count; k++) {
-                list_add(&l, items[k]);
-                items[k] = NULL;
-            }
-            hx_llm_list_free(items, count);
-        }
-        free(ck);
-        if (rc || !ck || l.oom) {
-            list_clear(&l);
-            rc = rc ? rc : hx_err(HX_ENOMEM, "out of memory merging answers");
+        char **items;
+        int count;
+        if ((rc = merge_answers(c, req->n, &items, &count)))
             goto done;
-        }
         c->ok = 1;
         int k = out->n;
         out->cls[k] = strdup(classes[i]);
-        out->sub[k] = l.items;
-        out->nsub[k] = l.n;
+        out->sub[k] = items;
+        out->nsub[k] = count;
         out->n = k + 1;
-        hx_llm_list_free(l.keys, l.n);
         if (!out->cls[k]) {
             rc = hx_err(HX_ENOMEM, "out of memory");
             goto done;
@@ -1639,35 +1661,19 @@ int hx_llm_provenance_write(const char *path, const struct hx_llm_request *req,
             }
         }
         if (c->ok) {
-            /* the merged list, recomputed the way hx_llm_subclasses does */
+            /* the merged list, as hx_llm_subclasses made it */
+            char **items;
+            int count;
             cJSON *list = cJSON_CreateArray();
-            cJSON_AddItemToObject(o, "subclasses", list);
-            char *ck = NULL;
-            struct list l = {.limit = req->n};
-            const char *a = c->name, *b = a + strlen(a);
-            while (a < b && is_space((unsigned char)*a))
-                a++;
-            while (b > a && is_space((unsigned char)b[-1]))
-                b--;
-            char *nm = strndup(a, (size_t)(b - a));
-            if (nm)
-                l.cls_key = ck = fold(nm);
-            for (int s = 0; s < c->nanswers && ck; s++) {
-                char **items;
-                int count;
-                if (hx_llm_parse_list(c->answers[s].raw, nm, req->n, &items, &count))
-                    break;
-                for (int k = 0; k < count; k++) {
-                    list_add(&l, items[k]);
-                    items[k] = NULL;
-                }
-                hx_llm_list_free(items, count);
+            if (!list || (rc = merge_answers(c, req->n, &items, &count))) {
+                cJSON_Delete(list);
+                rc = rc ? rc : hx_err(HX_ENOMEM, "out of memory writing the provenance");
+                goto done;
             }
-            for (int k = 0; k < l.n && list; k++)
-                cJSON_AddItemToArray(list, cJSON_CreateString(l.items[k]));
-            list_clear(&l);
-            free(ck);
-            free(nm);
+            cJSON_AddItemToObject(o, "subclasses", list);
+            for (int k = 0; k < count; k++)
+                cJSON_AddItemToArray(list, cJSON_CreateString(items[k]));
+            hx_llm_list_free(items, count);
         } else {
             cJSON_AddStringToObject(o, "error", c->error ? c->error : "");
             cJSON_AddItemToArray(failed, cJSON_CreateString(c->name));

@@ -1,6 +1,7 @@
 /* LLM subclass generation (harness/llm.c) against a loopback mock server (tests/mock_llm.c),
  * the answer parser, and the subclass-list reader (harness/subclasses.c) on the released
  * lists. */
+#include "datasets/datasets.h"
 #include "harness/atomicio.h"
 #include "harness/error.h"
 #include "harness/llm.h"
@@ -252,6 +253,19 @@ static void check_released(const char *name, int nclasses, int with_background_s
         for (int a = 0; a < s.nsub[i]; a++)
             for (int b = 0; b < a; b++)
                 repeats += !strcmp(s.sub[i][a], s.sub[i][b]);
+    }
+    /* the keys are SimSeg's class names, in the order of its class files */
+    snprintf(rel, sizeof rel, "subclasses/simseg_classes_%s.txt", name);
+    const char *cp = hx_fixture(rel);
+    if (cp) {
+        struct hx_classnames cn;
+        ck_assert_int_eq(hx_classnames_read(cp, &cn), 0);
+        ck_assert_int_eq(cn.n, s.n);
+        for (int i = 0; i < s.n; i++) {
+            ck_assert_int_eq(cn.nsyn[i], 1);
+            ck_assert_str_eq(cn.syn[i][0], s.cls[i]);
+        }
+        hx_classnames_free(&cn);
     }
     /* deduplicated reading drops exactly the repeated entries */
     ck_assert_int_eq(hx_subclasses_read(path, HX_SUBCLASSES_DEDUPE, &d), 0);
@@ -846,8 +860,15 @@ START_TEST(cli_contract)
     ck_assert_str_eq(cJSON_GetObjectItem(a0, "raw")->valuestring,
                      "car snonea, car common, car snoneb, car");
     ck_assert_int_eq((int)strlen(cJSON_GetObjectItem(a0, "time")->valuestring), 24);
+    const cJSON *merged = cJSON_GetObjectItem(c, "subclasses");
+    ck_assert_int_eq(cJSON_GetArraySize(merged), 2);
+    ck_assert_str_eq(cJSON_GetArrayItem(merged, 1)->valuestring, "car common");
     ck_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "failed"), 0)->valuestring,
                      "bus");
+    ck_assert_ptr_nonnull(strstr(cJSON_GetObjectItem(cJSON_GetObjectItem(
+                                     cJSON_GetObjectItem(o, "classes"), "bus"), "error")
+                                     ->valuestring,
+                                 "HTTP 500"));
     cJSON_Delete(o);
     free(p);
 

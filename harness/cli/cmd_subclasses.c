@@ -208,6 +208,8 @@ static int run(int argc, char **argv)
     }
     for (int i = 0; i < cn.n; i++)
         names[i] = cn.syn[i][0];
+    if (key_env && key_env[0] && !quiet && !(getenv(key_env) && getenv(key_env)[0]))
+        fprintf(stderr, "harness %s: %s is not set: no API key is sent\n", cmd, key_env);
     if (!provenance && out)
         provenance = prov_owned = default_provenance(out);
 
