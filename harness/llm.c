@@ -636,6 +636,9 @@ int hx_llm_parse_list(const char *answer, const char *cls, int n, char ***items,
     }
     if (!answer)
         goto done;
+    /* reasoning models may think aloud first: only what follows the last </think> counts */
+    for (const char *t = strstr(answer, "</think>"); t; t = strstr(t + 1, "</think>"))
+        answer = t + 8;
     int nl = split_lines(answer, &L);
     if (nl < 0) {
         rc = hx_err(HX_ENOMEM, "out of memory parsing an answer");
@@ -1270,8 +1273,8 @@ static int run_transfers(struct run *r)
             if (j->next_at <= now && r->running < r->req->parallel) {
                 if ((rc = start_job(r, j, now)))
                     return rc;
-            } else if (j->next_at < next) {
-                next = j->next_at;
+            } else if (j->next_at > now && j->next_at < next) {
+                next = j->next_at; /* a job waiting only for a free slot wakes with it */
             }
         }
         if (!pending)

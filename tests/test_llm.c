@@ -125,6 +125,10 @@ START_TEST(parse_json_and_prose)
     check_parse("Sure, here you go.\n\nsedan, coupe, hatchback, convertible\n\nI hope this "
                 "helps!",
                 "car", 5, "sedan|coupe|hatchback|convertible");
+    /* a reasoning model's thoughts before the answer */
+    check_parse("<think>\nThe user wants dogs, e.g. pug, corgi, collie.\n</think>\n\n"
+                "beagle, poodle",
+                "dog", 5, "beagle|poodle");
     /* a single short answer (n = 1) */
     check_parse("Beagle", "dog", 1, "Beagle");
     check_parse("dog: Beagle", "dog", 1, "Beagle");
@@ -572,6 +576,28 @@ START_TEST(client_honours_retry_after_and_timeouts)
     ck_assert_int_eq(mock_llm_count(m, ">dog:"), 2);
     ck_assert_int_eq(mock_llm_count(m, ">cat:"), 2); /* the slow one timed out once */
     ck_assert_int_eq(mock_llm_count(m, ">car:"), 1);
+    ck_assert_int_eq(out.n, 3);
+    hx_subclasses_free(&out);
+    hx_llm_report_free(&rep);
+    mock_llm_stop(m);
+}
+END_TEST
+
+START_TEST(client_waits_for_a_slot_without_spinning)
+{
+    loopback_env();
+    MOCK_OR_SKIP(m);
+    mock_llm_rule(m, ">dog:", "slow:1000");
+    struct hx_llm_request r = test_req(m);
+    r.parallel = 1; /* cat and car wait for dog's slot */
+    struct hx_subclasses out;
+    struct hx_llm_report rep;
+    clock_t c0 = clock();
+    double t0 = now_s();
+    ck_assert_msg(hx_llm_subclasses(&r, three, 3, NULL, &out, &rep) == 0, "%s", hx_errmsg());
+    double cpu = (double)(clock() - c0) / CLOCKS_PER_SEC, dt = now_s() - t0;
+    ck_assert_msg(dt >= 0.95, "finished in %.3f s: the slow answer was not waited for", dt);
+    ck_assert_msg(cpu < 0.15, "%.3f s of CPU for %.3f s of waiting", cpu, dt);
     ck_assert_int_eq(out.n, 3);
     hx_subclasses_free(&out);
     hx_llm_report_free(&rep);
@@ -1044,6 +1070,7 @@ Suite *suite_llm(void)
     tcase_add_test(tc, client_merges_samples);
     tcase_add_test(tc, client_retries_every_transient_failure);
     tcase_add_test(tc, client_honours_retry_after_and_timeouts);
+    tcase_add_test(tc, client_waits_for_a_slot_without_spinning);
     tcase_add_test(tc, client_reports_a_class_that_keeps_failing);
     tcase_add_test(tc, client_fails_at_once_on_client_errors);
     tcase_add_test(tc, client_deadline_bounds_the_run);

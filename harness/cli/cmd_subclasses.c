@@ -208,6 +208,10 @@ static int run(int argc, char **argv)
     }
     for (int i = 0; i < cn.n; i++)
         names[i] = cn.syn[i][0];
+    if (samples > 1 && temperature == 0 && !quiet)
+        fprintf(stderr, "harness %s: %d samples at temperature 0 will mostly repeat each "
+                        "other (see --temperature)\n",
+                cmd, samples);
     if (key_env && key_env[0] && !quiet && !(getenv(key_env) && getenv(key_env)[0]))
         fprintf(stderr, "harness %s: %s is not set: no API key is sent\n", cmd, key_env);
     if (!provenance && out)
