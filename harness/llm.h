@@ -33,6 +33,18 @@
  * cache and provenance files) has occurrences of the key (4 bytes or longer) replaced by
  * "[key]", so a server that echoes it does not leak it either.
  *
+ * Use from a run config (a sketch; the config layout is the caller's):
+ *     "subclasses": {"llm": {"base_url": "http://127.0.0.1:8080/v1", "model": "llama3",
+ *                            "prompt": "chils", "n": 5, "seed": 0}}
+ *     struct hx_llm_request q;
+ *     hx_llm_request_defaults(&q);
+ *     rc = hx_llm_request_from_json(&q, llm_obj, "experiments/x.json");
+ *     rc = hx_llm_subclasses(&q, first_names, n_classes, "results/llm_cache", &subs, &rep);
+ *     (HX_ENET: some classes failed; rep names them; subs holds the others)
+ *     hx_llm_report_free(&rep); hx_llm_request_release(&q); ... hx_subclasses_free(&subs);
+ * With every answer cached nothing is sent (the curl library is not even initialised);
+ * q.offline = 1 makes a missing answer an error instead of a request.
+ *
  * Ownership: the request's strings are borrowed (hx_llm_request_from_json may load a prompt
  * file into prompt_owned, released by hx_llm_request_release). hx_llm_subclasses fills an
  * hx_subclasses (free with hx_subclasses_free) and an hx_llm_report (free with

@@ -776,9 +776,28 @@ START_TEST(client_cache_hits_send_nothing)
     hx_subclasses_free(&again);
     hx_llm_report_free(&rep2);
 
+    /* with every answer cached no network is needed: the server is gone and nothing fails */
+    char url[128];
+    snprintf(url, sizeof url, "%s", mock_llm_url(m));
+    mock_llm_stop(m);
+    r.base_url = url;
+    r.samples = 2;
+    r.max_attempts = 1;
+    ck_assert_msg(hx_llm_subclasses(&r, three, 3, cache, &again, &rep2) == 0, "%s",
+                  hx_errmsg());
+    ck_assert_int_eq(rep2.n_sent, 0);
+    ck_assert_int_eq(again.n, 3);
+    hx_subclasses_free(&again);
+    hx_llm_report_free(&rep2);
+    /* and the same request for an uncached class does fail there */
+    static const char *const bus[] = {"bus"};
+    ck_assert_int_eq(hx_llm_subclasses(&r, bus, 1, cache, &again, &rep2), HX_ENET);
+    ck_assert_ptr_nonnull(strstr(rep2.cls[0].error, "connection error"));
+    hx_subclasses_free(&again);
+    hx_llm_report_free(&rep2);
+
     hx_subclasses_free(&out);
     hx_llm_report_free(&rep);
-    mock_llm_stop(m);
 }
 END_TEST
 
