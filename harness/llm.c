@@ -423,7 +423,8 @@ static size_t marker_len(const char *s)
 /* An item of a marked line: cut a description after ": " or a spaced dash. */
 static char *marked_item(const char *a, const char *b)
 {
-    static const char *const cuts[] = {": ", " - ", " \xE2\x80\x93 ", " \xE2\x80\x94 ", NULL};
+    static const char *const cuts[] = {": ", ", ", " - ", " \xE2\x80\x93 ", " \xE2\x80\x94 ",
+                                       NULL};
     const char *end = b;
     for (int i = 0; cuts[i]; i++) {
         size_t cl = strlen(cuts[i]);
@@ -614,7 +615,7 @@ int hx_llm_parse_list(const char *answer, const char *cls, int n, char ***items,
 {
     struct list l = {0};
     struct line *L = NULL;
-    char *ck = NULL;
+    char *ck = NULL, *work = NULL;
     int rc = 0;
     *items = NULL;
     *count = 0;
@@ -639,11 +640,36 @@ int hx_llm_parse_list(const char *answer, const char *cls, int n, char ***items,
     /* reasoning models may think aloud first: only what follows the last </think> counts */
     for (const char *t = strstr(answer, "</think>"); t; t = strstr(t + 1, "</think>"))
         answer = t + 8;
+    if (!(work = strdup(answer))) {
+        rc = hx_err(HX_ENOMEM, "out of memory parsing an answer");
+        goto done;
+    }
+    /* a model continuing the prompt's pattern goes on with ">other class: ...": keep what
+     * comes before such a line */
+    int seen_text = 0;
+    for (char *p = work; *p;) {
+        char *q = p;
+        while (*q == ' ' || *q == '\t' || *q == '\r')
+            q++;
+        char *e = strchr(q, '\n');
+        char *colon = strchr(q, ':');
+        if (*q == '>' && seen_text && colon && (!e || colon < e)) {
+            *p = 0;
+            break;
+        }
+        for (char *k = q; k < (e ? e : q + strlen(q)); k++)
+            seen_text |= !is_space((unsigned char)*k);
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    answer = work;
     int nl = split_lines(answer, &L);
     if (nl < 0) {
         rc = hx_err(HX_ENOMEM, "out of memory parsing an answer");
         goto done;
     }
+
     int (*const tries[])(struct list *, const struct line *, int) = {try_marked, try_separated,
                                                                      try_plain, try_single};
     if (!try_json(&l, answer) && !l.oom)
@@ -665,6 +691,7 @@ done:
     hx_llm_list_free(l.keys, l.n);
     free(L);
     free(ck);
+    free(work);
     return rc;
 }
 

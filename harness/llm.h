@@ -123,8 +123,9 @@ int hx_llm_prompt_render(const char *tmpl, const char *cls, int n, const char *c
  * fine); numbered or bulleted lines ("1.", "2)", "(3)", "-", "*", "+", "•"), a description
  * after ": " or " - " being cut; the line with the most commas (or semicolons), after a
  * "label:" prefix, "and"/"or" before the last item being dropped; plain short lines; a single
- * short phrase, all after skipping text up to a last "</think>" (a reasoning model's
- * thoughts). Items are trimmed of spaces, quotes, brackets, markdown emphasis and a final
+ * short phrase. Text up to a last "</think>" (a reasoning model's thoughts) is skipped
+ * first, and text from a later line of the form ">label:" is cut (a model continuing the
+ * prompt's pattern with other classes). Items are trimmed of spaces, quotes, brackets, markdown emphasis and a final
  * period; empty items, items over 100 bytes or 10 words, items equal to the class name
  * (case-insensitive) and later case-insensitive repeats are dropped; order is kept.
  * *items is malloc'ed (free with hx_llm_list_free); *count may be 0 (no usable list). */

@@ -125,6 +125,15 @@ START_TEST(parse_json_and_prose)
     check_parse("Sure, here you go.\n\nsedan, coupe, hatchback, convertible\n\nI hope this "
                 "helps!",
                 "car", 5, "sedan|coupe|hatchback|convertible");
+    /* a model that goes on with the prompt's pattern: the next ">class:" line is not ours */
+    check_parse("beagle, poodle\n\n>cat: siamese, persian, sphynx, manx", "dog", 5,
+                "beagle|poodle");
+    check_parse(">dog: beagle, poodle\n>cat: siamese, persian, sphynx", "dog", 5,
+                "beagle|poodle");
+    /* a quoted list is not a continuation */
+    check_parse("> beagle\n> poodle\n> husky", "dog", 5, "beagle|poodle|husky");
+    /* a comma after a numbered item's name starts its description */
+    check_parse("1. Sedan, a car with four doors\n2. Coupe, two doors", "car", 5, "Sedan|Coupe");
     /* a reasoning model's thoughts before the answer */
     check_parse("<think>\nThe user wants dogs, e.g. pug, corgi, collie.\n</think>\n\n"
                 "beagle, poodle",
