@@ -696,6 +696,19 @@ START_TEST(client_deadline_bounds_the_run)
     ck_assert_int_eq(out.n, 2);
     hx_subclasses_free(&out);
     hx_llm_report_free(&rep);
+
+    /* a Retry-After beyond the deadline fails the request now instead of waiting */
+    mock_llm_rule(m, ">cat:", "429:3600");
+    r.deadline_s = 20;
+    t0 = now_s();
+    ck_assert_int_eq(hx_llm_subclasses(&r, three + 1, 2, NULL, &out, &rep), HX_ENET);
+    ck_assert_msg(now_s() - t0 < 1.0, "waited for a Retry-After past the deadline");
+    ck_assert_ptr_nonnull(strstr(rep.cls[0].error, "HTTP 429: Rate limit reached"));
+    ck_assert_ptr_nonnull(strstr(rep.cls[0].error, "would pass the deadline"));
+    ck_assert_int_eq(mock_llm_count(m, ">cat:"), 2); /* once in each run */
+    ck_assert_int_eq(out.n, 1);
+    hx_subclasses_free(&out);
+    hx_llm_report_free(&rep);
     mock_llm_stop(m);
 }
 END_TEST
