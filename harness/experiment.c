@@ -6,13 +6,16 @@
 #include "harness/evaluate.h"
 #include "harness/featcache.h"
 #include "harness/labelmap.h"
+#include "harness/llm.h"
 #include "harness/metrics.h"
 #include "harness/report.h"
 #include "harness/score.h"
+#include "harness/subclasses.h"
 #include "models/clip/clip.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -63,90 +66,20 @@ static char *trim_copy(const char *s)
     return r;
 }
 
-/* ------------------------------------------------------------------ subclass lists */
+/* ------------------------------------------------------------------ output */
 
-void hx_subclass_lists_free(char ***subs, int *nsub, int n)
+static void say(const struct hx_run_opts *o, int to_log, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void say(const struct hx_run_opts *o, int to_log, const char *fmt, ...)
 {
-    for (int i = 0; subs && i < n; i++) {
-        for (int j = 0; j < nsub[i]; j++)
-            free(subs[i][j]);
-        free(subs[i]);
-    }
-    free(subs);
-    free(nsub);
-}
-
-int hx_subclass_lists(const char *path, char *const *classes, int n, char ****subs_out,
-                      int **nsub_out)
-{
-    uint8_t *buf;
-    size_t len;
-    int rc = hx_read_file(path, &buf, &len);
-    if (rc)
-        return rc;
-    cJSON *j = cJSON_ParseWithLength((const char *)buf, len);
-    free(buf);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return hx_err(HX_EFORMAT, "%s: not a JSON object {\"class\": [\"sub\", ...]}", path);
-    }
-    char ***subs = calloc(n, sizeof *subs);
-    int *nsub = calloc(n, sizeof *nsub);
-    if (!subs || !nsub) {
-        rc = HX_ENOMEM;
-        goto done;
-    }
-    const cJSON *e;
-    cJSON_ArrayForEach(e, j)
-    {
-        if (!cJSON_IsArray(e)) {
-            rc = hx_err(HX_EFORMAT, "%s: \"%s\" is not a list of strings", path, e->string);
-            goto done;
-        }
-        char *key = trim_copy(e->string);
-        int c = -1;
-        for (int i = 0; key && i < n && c < 0; i++) {
-            char *name = trim_copy(classes[i]);
-            if (name && !strcasecmp(name, key))
-                c = i;
-            free(name);
-        }
-        free(key);
-        if (c < 0 || nsub[c])
-            continue; /* a class the list does not segment, or named twice: first wins */
-        int cap = cJSON_GetArraySize(e);
-        subs[c] = calloc(cap ? cap : 1, sizeof **subs);
-        if (!subs[c]) {
-            rc = HX_ENOMEM;
-            goto done;
-        }
-        const cJSON *s;
-        cJSON_ArrayForEach(s, e)
-        {
-            if (!cJSON_IsString(s)) {
-                rc = hx_err(HX_EFORMAT, "%s: \"%s\" holds a non-string", path, e->string);
-                goto done;
-            }
-            char *t = trim_copy(s->valuestring);
-            int dup = !t || !t[0];
-            for (int k = 0; k < nsub[c] && !dup; k++)
-                dup = !strcmp(subs[c][k], t);
-            if (dup) {
-                free(t);
-                continue;
-            }
-            subs[c][nsub[c]++] = t;
-        }
-    }
-done:
-    cJSON_Delete(j);
-    if (rc) {
-        hx_subclass_lists_free(subs, nsub, n);
-        return rc;
-    }
-    *subs_out = subs;
-    *nsub_out = nsub;
-    return 0;
+    if (!o->emit || (to_log && o->quiet))
+        return;
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    o->emit(o->emit_ctx, to_log, buf);
 }
 
 /* ------------------------------------------------------------------ templates */
@@ -261,12 +194,69 @@ static void point_state_free(struct point_state *s)
     hx_metrics_free(s->metrics);
 }
 
-/* Classes, names, subclasses and template-averaged embeddings -> the point's text bank. */
-static int build_bank(struct point_state *s, const struct hx_dataset *d, struct model *mo)
+/* The point's subclass lists: a JSON file, or an LLM request answered through the cache. */
+static int load_subclasses(const struct hx_xp_point *p, char *const *firsts, int C,
+                           struct hx_subclasses *out)
+{
+    memset(out, 0, sizeof *out);
+    unsigned flags = p->subclasses_dedupe ? HX_SUBCLASSES_DEDUPE : 0;
+    if (p->subclasses[0])
+        return hx_subclasses_read(p->subclasses, flags, out);
+    if (!p->llm_request)
+        return 0;
+    cJSON *obj = cJSON_Parse(p->llm_request);
+    struct hx_llm_request req;
+    struct hx_llm_report rep = {0};
+    char dir[1200];
+    hx_llm_request_defaults(&req);
+    int rc = obj ? hx_llm_request_from_json(&req, obj, "subclasses.llm") : HX_ENOMEM;
+    if (!rc) {
+        snprintf(dir, sizeof dir, "%s/llm", p->cache);
+        rc = hx_llm_subclasses(&req, (const char *const *)firsts, C, dir, out, &rep);
+        if (rc == HX_ENET)
+            rc = hx_err(HX_ENET, "subclasses.llm: %d of %d classes got no answer: %s",
+                        rep.n_failed, rep.n_classes, hx_errmsg());
+    }
+    hx_llm_report_free(&rep);
+    hx_llm_request_release(&req);
+    cJSON_Delete(obj);
+    return rc;
+}
+
+/* The list for class c: the entry keyed by one of its names, exactly, else ignoring case
+ * and surrounding spaces; -1 when none. */
+static int match_class(const struct hx_subclasses *s, const struct hx_classnames *cn, int c)
+{
+    for (int j = 0; j < cn->nsyn[c]; j++) {
+        int i = hx_subclasses_find(s, cn->syn[c][j]);
+        if (i >= 0)
+            return i;
+    }
+    for (int j = 0; j < cn->nsyn[c]; j++) {
+        char *name = trim_copy(cn->syn[c][j]);
+        for (int i = 0; name && i < s->n; i++) {
+            char *key = trim_copy(s->cls[i]);
+            int eq = key && !strcasecmp(key, name);
+            free(key);
+            if (eq) {
+                free(name);
+                return i;
+            }
+        }
+        free(name);
+    }
+    return -1;
+}
+
+/* Classes, names, subclasses and template-averaged embeddings -> the point's text bank.
+ * *unmatched receives the classes (other than class 0) that the subclass lists do not name. */
+static int build_bank(struct point_state *s, const struct hx_dataset *d, struct model *mo,
+                      char *unmatched, size_t ulen)
 {
     const struct hx_xp_point *p = s->p;
     char plain[256];
     const char *list = p->classnames[0] ? p->classnames : NULL;
+    unmatched[0] = 0;
     if (!list && p->literal_background) { /* ClearCLIP: the literal "background" variant */
         snprintf(plain, sizeof plain, "datasets/classnames/%s_plain.txt", d->name);
         if (access(plain, R_OK) == 0)
@@ -275,8 +265,9 @@ static int build_bank(struct point_state *s, const struct hx_dataset *d, struct 
     int rc = hx_dataset_classnames(d, list, &s->cn);
     if (rc)
         return rc;
-    char **templates = NULL, ***subs = NULL;
-    int nt = 0, *nsub = NULL, C = s->cn.n, N = 0;
+    char **templates = NULL;
+    struct hx_subclasses sc = {0};
+    int nt = 0, C = s->cn.n, N = 0, *cls_list = NULL;
     char **firsts = malloc(sizeof *firsts * C);
     if (!firsts)
         return HX_ENOMEM;
@@ -284,10 +275,20 @@ static int build_bank(struct point_state *s, const struct hx_dataset *d, struct 
         firsts[c] = s->cn.syn[c][0];
         N += s->cn.nsyn[c];
     }
-    if ((rc = read_templates(p->templates, &templates, &nt)))
+    if ((rc = read_templates(p->templates, &templates, &nt)) ||
+        (rc = load_subclasses(p, firsts, C, &sc)))
         goto done;
-    if (p->subclasses[0] && (rc = hx_subclass_lists(p->subclasses, firsts, C, &subs, &nsub)))
+    cls_list = malloc(sizeof *cls_list * C);
+    if (!cls_list) {
+        rc = HX_ENOMEM;
         goto done;
+    }
+    size_t u = 0;
+    for (int c = 0; c < C; c++) {
+        cls_list[c] = sc.n ? match_class(&sc, &s->cn, c) : -1;
+        if (sc.n && cls_list[c] < 0 && c > 0 && u + 2 < ulen)
+            u += (size_t)snprintf(unmatched + u, ulen - u, "%s%s", u ? ", " : "", firsts[c]);
+    }
     /* strings: per name, the name then (first name only) its subclasses */
     int *name_sub = calloc(N, sizeof *name_sub);
     s->name_class = calloc(N, sizeof *s->name_class);
@@ -300,7 +301,7 @@ static int build_bank(struct point_state *s, const struct hx_dataset *d, struct 
     for (int c = 0, k = 0; c < C; c++)
         for (int j = 0; j < s->cn.nsyn[c]; j++, k++) {
             s->name_class[k] = c;
-            name_sub[k] = j == 0 && nsub ? nsub[c] : 0;
+            name_sub[k] = j == 0 && cls_list[c] >= 0 ? sc.nsub[cls_list[c]] : 0;
             M += 1 + name_sub[k];
         }
     const char **strings = malloc(sizeof *strings * M);
@@ -315,7 +316,7 @@ static int build_bank(struct point_state *s, const struct hx_dataset *d, struct 
         for (int j = 0; j < s->cn.nsyn[c]; j++, k++) {
             strings[m++] = s->cn.syn[c][j];
             for (int i = 0; i < name_sub[k]; i++)
-                strings[m++] = subs[c][i];
+                strings[m++] = sc.sub[cls_list[c]][i];
         }
     for (int m = 0; m < M; m++)
         for (int t = 0; t < nt; t++)
@@ -355,8 +356,8 @@ done:
     for (int t = 0; t < nt; t++)
         free(templates[t]);
     free(templates);
-    if (subs)
-        hx_subclass_lists_free(subs, nsub, C);
+    hx_subclasses_free(&sc);
+    free(cls_list);
     free(firsts);
     return rc;
 }
@@ -364,29 +365,23 @@ done:
 /* ------------------------------------------------------------------ progress */
 
 struct progress {
-    int tty, quiet;
     double t0, last;
-    const char *what;
 };
 
-static void progress(struct progress *pr, size_t done, size_t total)
+static void progress(const struct hx_run_opts *o, struct progress *pr, size_t done, size_t total)
 {
-    if (pr->quiet)
-        return;
     double t = now(), el = t - pr->t0;
-    if (done < total && t - pr->last < (pr->tty ? 0.2 : 5.0))
+    if (done < total && t - pr->last < (o->tty ? 0.2 : 5.0))
         return;
     pr->last = t;
     double rate = el > 0 ? done / el : 0, eta = rate > 0 ? (total - done) / rate : 0;
-    if (pr->tty) {
+    if (o->tty) {
         int width = 30, fill = total ? (int)(width * done / total) : width;
-        fprintf(stderr, "\r%s [%.*s%*s] %zu/%zu  %.1f img/s  ETA %.0fs ", pr->what, fill,
-                "##############################", width - fill, "", done, total, rate, eta);
-        if (done == total)
-            fputc('\n', stderr);
+        say(o, 1, "\rrun [%.*s%*s] %zu/%zu  %.1f img/s  ETA %.0fs %s", fill,
+            "##############################", width - fill, "", done, total, rate, eta,
+            done == total ? "\n" : "");
     } else {
-        fprintf(stderr, "%s: %zu/%zu images, %.1f img/s, ETA %.0f s\n", pr->what, done, total,
-                rate, eta);
+        say(o, 1, "run: %zu/%zu images, %.1f img/s, ETA %.0f s\n", done, total, rate, eta);
     }
 }
 
@@ -557,12 +552,12 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
         size_t cached = 0;
         for (size_t i = 0; i < nids; i++)
             cached += hx_featcache_has(&fc, ids[i]);
-        printf("group %s / %s / %s: %d point(s), %zu images: %zu cached, %zu to encode\n",
-               p0->model, p0->variant, view, nm, nids, cached, nids - cached);
+        say(o, 0, "group %s / %s / %s: %d point(s), %zu images: %zu cached, %zu to encode\n",
+            p0->model, p0->variant, view, nm, nids, cached, nids - cached);
         for (int k = 0; k < nm; k++)
-            printf("  point %3d  %s\n", members[k], xp->points[members[k]].label[0]
-                                                       ? xp->points[members[k]].label
-                                                       : "(single point)");
+            say(o, 0, "  point %3d  %s\n", members[k],
+                xp->points[members[k]].label[0] ? xp->points[members[k]].label
+                                                : "(single point)");
         goto done;
     }
 
@@ -577,9 +572,13 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
             s->resumed = 1;
             continue;
         }
-        if ((rc = build_bank(s, d, &mo)) ||
+        char unmatched[1024];
+        if ((rc = build_bank(s, d, &mo, unmatched, sizeof unmatched)) ||
             (rc = hx_metrics_new(&s->metrics, d->num_classes, d->ignore_index)))
             goto done;
+        if (unmatched[0] && (k == 0 || strcmp(s->p->subclasses, st[k - 1].p->subclasses)))
+            say(o, 1, "warning: point %d: the subclass list names none of: %s (these classes "
+                "use their names alone)\n", s->p->index, unmatched);
         need_guide |= s->p->params.pamr.iters > 0;
         active++;
     }
@@ -679,7 +678,7 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
         hx_dense_feats_free(&f);
         hx_labelmap_free(&lm);
         hx_image_free(&im);
-        progress(pr, i + 1, nids);
+        progress(o, pr, i + 1, nids);
     }
     for (int k = 0; k < nm; k++)
         if (!st[k].resumed && (rc = write_point(xp, &st[k])))
@@ -695,9 +694,9 @@ done:
     free(st);
     hx_clip_free(mo.m);
     hx_dataset_ids_free(ids, nids);
-    if (!rc && !o->dry_run && !o->quiet)
-        fprintf(stderr, "  features: %zu cached, %zu encoded%s\n", fc.hits, fc.misses,
-                fc.corrupt ? " (damaged cache entries were recomputed)" : "");
+    if (!rc && !o->dry_run)
+        say(o, 1, "  features: %zu cached, %zu encoded%s\n", fc.hits, fc.misses,
+            fc.corrupt ? " (damaged cache entries were recomputed)" : "");
     return rc;
 }
 
@@ -709,7 +708,7 @@ int hx_xp_run(const struct hx_xp *xp, const struct hx_run_opts *o)
         free(done), free(members);
         return HX_ENOMEM;
     }
-    struct progress pr = {isatty(2), o->quiet, 0, 0, "run"};
+    struct progress pr = {0, 0};
     if (!o->dry_run) {
         const char *out = xp->points[0].output;
         char path[1400];
@@ -719,7 +718,7 @@ int hx_xp_run(const struct hx_xp *xp, const struct hx_run_opts *o)
         if ((rc = write_text(path, xp->config_text)))
             goto done;
     } else {
-        printf("%s: %d point(s)\n", xp->name, xp->npoints);
+        say(o, 0, "%s: %d point(s)\n", xp->name, xp->npoints);
     }
     int ngroups = 0;
     for (int i = 0; i < xp->npoints; i++) {
@@ -732,9 +731,9 @@ int hx_xp_run(const struct hx_xp *xp, const struct hx_run_opts *o)
                 done[j] = 1;
             }
         ngroups++;
-        if (!o->quiet && !o->dry_run)
-            fprintf(stderr, "group %d: %s, variant %s, %d point(s)\n", ngroups,
-                    xp->points[i].dataset, xp->points[i].variant, nm);
+        if (!o->dry_run)
+            say(o, 1, "group %d: %s, variant %s, %d point(s)\n", ngroups, xp->points[i].dataset,
+                xp->points[i].variant, nm);
         if ((rc = run_group(xp, o, members, nm, &pr)))
             goto done;
     }

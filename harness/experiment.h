@@ -20,18 +20,16 @@
 struct hx_run_opts {
     int limit;    /* > 0: at most this many images per dataset (overrides the config) */
     int resume;   /* reuse finished points' results (same resolved point) */
-    int dry_run;  /* print points and what is cached, compute nothing */
-    int quiet;    /* no progress output */
+    int dry_run;  /* list points and what is cached, compute nothing */
+    int quiet;    /* no progress lines */
+    int tty;      /* progress as a redrawn bar (a terminal) rather than periodic lines */
+    /* Where text goes: to_log 0 = results (the dry-run listing), 1 = progress and warnings.
+     * The library never prints; NULL drops everything. */
+    void (*emit)(void *ctx, int to_log, const char *text);
+    void *emit_ctx;
 };
 
-/* Run all points; prints the summary table on stdout. */
+/* Run all points and write their results and the summary (harness/report.h). */
 int hx_xp_run(const struct hx_xp *xp, const struct hx_run_opts *o);
-
-/* The subclass lists of a JSON file {"class": ["sub", ...]}: for each of n class first names
- * (matched case-insensitively, surrounding spaces ignored), its list in file order, with
- * exact duplicates inside a list kept once. subs[i] is NULL with nsub[i] = 0 for a class the
- * file does not name. Free with hx_subclass_lists_free. */
-int hx_subclass_lists(const char *path, char *const *classes, int n, char ****subs, int **nsub);
-void hx_subclass_lists_free(char ***subs, int *nsub, int n);
 
 #endif

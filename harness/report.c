@@ -460,14 +460,6 @@ int hx_report_summary(const struct hx_xp *xp)
     snprintf(path, sizeof path, "%s/per_class.png", out);
     if ((rc = plot_per_class(sum, path)))
         goto done;
-    snprintf(path, sizeof path, "%s/summary.md", out);
-    uint8_t *md;
-    size_t len;
-    if (hx_read_file(path, &md, &len) == 0) {
-        printf("%s\n\n", xp->name);
-        fwrite(md, 1, len, stdout);
-        free(md);
-    }
 done:
     cJSON_Delete(sum);
     return rc;

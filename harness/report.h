@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 /* Read every point's metrics.json under the points' output folder and write the summary
- * files and plots there; print the Markdown table on stdout. */
+ * files and plots there. */
 int hx_report_summary(const struct hx_xp *xp);
 
 /* Regenerate the tables of one results folder (its summary.json) into out_dir as

@@ -2,6 +2,7 @@
 
 #include "harness/atomicio.h"
 #include "harness/error.h"
+#include "harness/llm.h"
 #include "models/clip/clip.h"
 
 #include <cjson/cJSON.h>
@@ -10,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_STR, K_STR_NULL, K_INT, K_NUM, K_NUM_NULL, K_BOOL, K_INTS, K_NUM3, K_OBJ };
+enum kind { K_STR, K_STR_NULL, K_INT, K_NUM, K_NUM_NULL, K_BOOL, K_INTS, K_NUM3, K_OBJ, K_SUBS };
 
 static const struct field {
     const char *path;
@@ -40,7 +41,8 @@ static const struct field {
     {"protocol.mean", K_NUM3},
     {"protocol.std", K_NUM3},
     {"templates", K_STR},
-    {"subclasses", K_STR_NULL},
+    {"subclasses", K_SUBS},
+    {"subclasses_dedupe", K_BOOL},
     {"k", K_INT},
     {"include_super", K_BOOL},
     {"ensemble", K_STR},
@@ -87,6 +89,7 @@ static const char *kind_name(enum kind k)
     case K_INTS: return "a list of integers";
     case K_NUM3: return "a list of 3 numbers";
     case K_OBJ: return "an object";
+    case K_SUBS: return "a file name, null or {\"llm\": {...}}";
     }
     return "?";
 }
@@ -117,6 +120,10 @@ static int type_ok(enum kind k, const cJSON *v)
         return 1;
     }
     case K_OBJ: return cJSON_IsObject(v);
+    case K_SUBS:
+        return cJSON_IsString(v) || cJSON_IsNull(v) ||
+               (cJSON_IsObject(v) && cJSON_GetArraySize(v) == 1 &&
+                cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(v, "llm")));
     }
     return 0;
 }
@@ -316,7 +323,20 @@ static int resolve_point(const struct parse *ps, const int *idx, const char *nam
             }
         }
 
-    copy_str(p->subclasses, sizeof p->subclasses, GET("subclasses"), "");
+    v = GET("subclasses");
+    copy_str(p->subclasses, sizeof p->subclasses, v, "");
+    if (cJSON_IsObject(v)) {
+        struct hx_llm_request req;
+        hx_llm_request_defaults(&req);
+        rc = hx_llm_request_from_json(&req, cJSON_GetObjectItemCaseSensitive(v, "llm"), where);
+        hx_llm_request_release(&req);
+        if (rc)
+            return rc;
+        if (!(p->llm_request = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(v, "llm"))))
+            return hx_err(HX_ENOMEM, "out of memory");
+    }
+    v = GET("subclasses_dedupe");
+    p->subclasses_dedupe = v && cJSON_IsTrue(v);
     v = GET("k");
     p->ens.k = v ? v->valueint : 0;
     if (p->ens.k < 0)
@@ -330,7 +350,7 @@ static int resolve_point(const struct parse *ps, const int *idx, const char *nam
     } else {
         p->ens.rule = HX_ENS_SUPER;
     }
-    if (p->ens.rule != HX_ENS_SUPER && !p->subclasses[0])
+    if (p->ens.rule != HX_ENS_SUPER && !p->subclasses[0] && !p->llm_request)
         return hx_err(HX_EINVAL, "%s: rule '%s' needs a subclass list (\"subclasses\")",
                       ens ? where : "ensemble", hx_ens_rule_name(p->ens.rule));
 
@@ -465,6 +485,8 @@ void hx_xp_free(struct hx_xp *xp)
 {
     if (!xp)
         return;
+    for (int i = 0; xp->points && i < xp->npoints; i++)
+        free(xp->points[i].llm_request);
     free(xp->points);
     free(xp->config_text);
     free(xp);

@@ -16,7 +16,12 @@
  *                  "pamr_iters": 0, "pamr_dilations": [8, 16]},
  *     "templates": "imagenet80",             imagenet80, maskclip85, single, none, or a file
  *                                            with one template per line ("{}" = the name)
- *     "subclasses": "file.json",             {"class": ["sub", ...]}, or null
+ *     "subclasses": "file.json",             {"class": ["sub", ...]}, or null, or an LLM
+ *                                            request {"llm": {"base_url": ..., "model": ...,
+ *                                            "n": 5, ...}} (fields as in harness/llm.h),
+ *                                            answered through the cache <cache>/llm
+ *     "subclasses_dedupe": false,            drop repeated entries inside a list (the
+ *                                            released lists are used as released by default)
  *     "k": 5, "include_super": false, "ensemble": "embed-softmax",
  *     "output": "results/demo", "cache": ".cache", "cache_f16": false,
  *     "overlays": 4, "bootstrap": 1000, "save_predictions": false
@@ -46,7 +51,10 @@ struct hx_xp_point {
     struct hx_dense_params params;
     int literal_background;        /* from a ClearCLIP preset */
     char templates[HX_XP_PATH];
-    char subclasses[HX_XP_PATH];   /* "" = none */
+    char subclasses[HX_XP_PATH];   /* a JSON file, "" = none */
+    char *llm_request;             /* or the {"llm": ...} object as JSON text (owned by the
+                                      plan), NULL = none */
+    int subclasses_dedupe;
     struct hx_ens_point ens;
     char output[HX_XP_PATH], cache[HX_XP_PATH];
     int cache_f16, overlays, bootstrap;

@@ -1,6 +1,11 @@
 #include "harness/cli/cli.h"
 #include "harness/error.h"
+#include "harness/atomicio.h"
 #include "harness/experiment.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 static const char usage[] =
     "usage: harness run CONFIG.json [--limit N] [--resume] [--dry-run] [--quiet]\n"
@@ -19,9 +24,19 @@ static const char usage[] =
     "The config format is described in harness/xpconfig.h and README.md; experiments/ holds\n"
     "examples (experiments/demo.json runs offline on the synthetic benchmark).\n";
 
+static void emit(void *ctx, int to_log, const char *text)
+{
+    (void)ctx;
+    FILE *f = to_log ? stderr : stdout;
+    fputs(text, f);
+    fflush(f);
+}
+
 static int run(int argc, char **argv)
 {
     struct hx_run_opts o = {0};
+    o.emit = emit;
+    o.tty = isatty(2);
     struct cli_opt opts[] = {{"limit", CLI_INT, &o.limit},
                              {"resume", CLI_FLAG, &o.resume},
                              {"dry-run", CLI_FLAG, &o.dry_run},
@@ -38,6 +53,17 @@ static int run(int argc, char **argv)
     if ((rc = hx_xp_load(&xp, pos[0])))
         return cli_fail(argv[0], rc);
     rc = hx_xp_run(xp, &o);
+    if (!rc && !o.dry_run) { /* the summary table on stdout */
+        char path[1200];
+        uint8_t *md;
+        size_t len;
+        snprintf(path, sizeof path, "%s/summary.md", xp->points[0].output);
+        if (hx_read_file(path, &md, &len) == 0) {
+            printf("%s (%s)\n\n", xp->name, xp->points[0].output);
+            fwrite(md, 1, len, stdout);
+            free(md);
+        }
+    }
     hx_xp_free(xp);
     return rc ? cli_fail(argv[0], rc) : 0;
 }
