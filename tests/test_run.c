@@ -2,6 +2,7 @@
  * result per point, each point's metrics equal `harness eval` on its saved predictions, the
  * second run reads every image feature from the cache, --resume keeps finished points, and
  * --dry-run reports the cache. */
+#include "tests/mock_llm.h"
 #include "tests/test_util.h"
 
 #include <cjson/cJSON.h>
@@ -184,6 +185,44 @@ START_TEST(sweep_end_to_end)
 }
 END_TEST
 
+/* A config whose subclass source is an LLM request: the first run asks the (loopback mock)
+ * server once per class; a second run with the server gone reads every answer from the
+ * cache. */
+START_TEST(llm_subclasses_through_the_cache)
+{
+    const char *tmp = hx_tmpdir();
+    char dir[512], cfg[600], cmd[4096];
+    snprintf(dir, sizeof dir, "%s", tmp);
+    if (!make_voc(dir))
+        HX_SKIP("VOC fixtures absent");
+    struct mock_llm *mock;
+    ck_assert_int_eq(mock_llm_start(&mock), 0);
+    char url[256]; /* the same endpoint both times: it is part of the cache key */
+    snprintf(url, sizeof url, "%s", mock_llm_url(mock));
+    snprintf(cfg, sizeof cfg, "%s/xp.json", dir);
+    for (int pass = 0; pass < 2; pass++) {
+        FILE *f = fopen(cfg, "w");
+        fprintf(f,
+                "{\"name\": \"t\", \"model\": \"tests/data/clip/tiny\", \"variant\": \"maskclip\",\n"
+                " \"dataset\": {\"name\": \"voc21\", \"root\": \"%s\", \"limit\": 1},\n"
+                " \"protocol\": {\"short_side\": 48, \"crop\": 0, \"stride\": 0},\n"
+                " \"templates\": \"single\", \"k\": 3, \"ensemble\": \"max\", \"overlays\": 0,\n"
+                " \"subclasses\": {\"llm\": {\"base_url\": \"%s\", \"model\": \"mock\", \"n\": 3,"
+                " \"key_env\": \"\", \"backoff_base_ms\": 1, \"backoff_max_ms\": 2}},\n"
+                " \"output\": \"%s/results%d\", \"cache\": \"%s/cache\"}\n",
+                dir, url, dir, pass, dir);
+        fclose(f);
+        snprintf(cmd, sizeof cmd, "%s run %s --quiet > /dev/null 2> %s/llm%d.txt", bin(), cfg,
+                 dir, pass);
+        ck_assert_msg(system(cmd) == 0, "pass %d failed: %s", pass, cmd);
+        if (pass == 0) {
+            ck_assert_int_eq(mock_llm_requests(mock), 21); /* one per class */
+            mock_llm_stop(mock);                           /* the network is gone */
+        }
+    }
+}
+END_TEST
+
 START_TEST(bad_configs_fail_cleanly)
 {
     const char *dir = hx_tmpdir();
@@ -219,6 +258,7 @@ Suite *suite_run(void)
     TCase *tc = tcase_create("run");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, sweep_end_to_end);
+    tcase_add_test(tc, llm_subclasses_through_the_cache);
     tcase_add_test(tc, bad_configs_fail_cleanly);
     suite_add_tcase(s, tc);
     return s;
