@@ -520,11 +520,11 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
         return hx_err(HX_EINVAL, "dataset.name: unknown dataset '%s' (see 'harness datasets')",
                       p0->dataset);
     char **ids = NULL;
-    size_t nids = 0;
-    int rc = hx_dataset_ids(d, p0->root, &ids, &nids);
+    size_t nall = 0;
+    int rc = hx_dataset_ids(d, p0->root, &ids, &nall);
     if (rc)
         return rc;
-    size_t limit = o->limit > 0 ? (size_t)o->limit : (size_t)p0->limit;
+    size_t limit = o->limit > 0 ? (size_t)o->limit : (size_t)p0->limit, nids = nall;
     if (limit && limit < nids)
         nids = limit;
     struct model mo = {p0->model, "", NULL};
@@ -693,7 +693,7 @@ done:
         point_state_free(&st[k]);
     free(st);
     hx_clip_free(mo.m);
-    hx_dataset_ids_free(ids, nids);
+    hx_dataset_ids_free(ids, nall);
     if (!rc && !o->dry_run)
         say(o, 1, "  features: %zu cached, %zu encoded%s\n", fc.hits, fc.misses,
             fc.corrupt ? " (damaged cache entries were recomputed)" : "");
