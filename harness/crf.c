@@ -1,0 +1,851 @@
+/* Dense CRF: permutohedral lattice and mean field with pydensecrf's arithmetic (see crf.h).
+ *
+ * Layout: inside, label vectors are pixel-major, Q[n][ld] with ld >= labels (the reference
+ * stores Q as an Eigen column-major [labels x N] matrix, i.e. the same order). Lattice values
+ * are vertex-major, val[vertex][width], all labels of a thread's share side by side, so one
+ * splat/blur/slice step moves whole label vectors. Vertex 0 is a zero vertex that stands for
+ * "no such neighbour"; lattice vertex v is stored at index v + 1.
+ *
+ * Float arithmetic is written in the reference's order and with its roundings (no fused
+ * multiply-add: the default build targets x86-64-v2, which has none; a build with FMA
+ * contraction still agrees to about 1e-7). */
+#include "harness/crf.h"
+
+#include "harness/error.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LAT_MAX_D 7 /* feature dimensions a lattice key holds (8 int16, the last one unused) */
+
+struct lattice {
+    int d;          /* feature dimension: 2 (Gaussian) or 5 (bilateral) */
+    int n;          /* pixels */
+    int m;          /* lattice vertices, the padding vertices included */
+    float w;        /* Potts weight */
+    int32_t *off;   /* [n][d+1] vertex index + 1 of each of the pixel's simplex corners */
+    float *bary;    /* [n][d+1] barycentric weights of those corners */
+    int32_t *nb;    /* [d+1][m][2] blur neighbours (index + 1; 0: missing) along each axis */
+    float *nrm;     /* [n] 1/sqrt(K(1) + 1e-20) */
+};
+
+struct hx_crf {
+    int w, h, labels, threads, nk;
+    float *negu; /* [n][labels] minus the unary energy */
+    struct lattice k[HX_CRF_MAX_KERNELS];
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* Hash table of lattice keys (d int16 coordinates, zero-padded to 8), open addressing with
+ * linear probing; vertices are numbered in insertion order. */
+
+struct vkey {
+    int16_t c[8];
+};
+
+struct vhash {
+    uint32_t *slot;    /* [cap] vertex + 1, 0 = empty */
+    struct vkey *keys; /* [max] keys by vertex */
+    size_t cap, n, max;
+};
+
+static inline uint64_t key_hash(const struct vkey *k)
+{
+    uint64_t a, b;
+    memcpy(&a, k->c, 8);
+    memcpy(&b, k->c + 4, 8);
+    uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull) * 0xC2B2AE3D27D4EB4Full;
+    h ^= h >> 31;
+    h *= 0xD6E8FEB86659FD93ull;
+    return h ^ (h >> 32);
+}
+
+static inline int key_eq(const struct vkey *a, const struct vkey *b)
+{
+    uint64_t a0, a1, b0, b1;
+    memcpy(&a0, a->c, 8);
+    memcpy(&a1, a->c + 4, 8);
+    memcpy(&b0, b->c, 8);
+    memcpy(&b1, b->c + 4, 8);
+    return a0 == b0 && a1 == b1;
+}
+
+static int vhash_init(struct vhash *t, size_t expect, size_t max)
+{
+    t->cap = 1024;
+    while (t->cap < 2 * expect)
+        t->cap *= 2;
+    t->n = 0;
+    t->max = max;
+    t->slot = hx_calloc(t->cap, sizeof *t->slot, "crf lattice hash table");
+    t->keys = hx_malloc(max * sizeof *t->keys, "crf lattice keys");
+    return t->slot && t->keys ? 0 : HX_ENOMEM;
+}
+
+static void vhash_free(struct vhash *t)
+{
+    free(t->slot);
+    free(t->keys);
+}
+
+static int vhash_grow(struct vhash *t)
+{
+    size_t cap = t->cap * 2, mask = cap - 1;
+    uint32_t *s = hx_calloc(cap, sizeof *s, "crf lattice hash table");
+    if (!s)
+        return HX_ENOMEM;
+    for (size_t v = 0; v < t->n; v++) {
+        size_t h = key_hash(&t->keys[v]) & mask;
+        while (s[h])
+            h = (h + 1) & mask;
+        s[h] = (uint32_t)(v + 1);
+    }
+    free(t->slot);
+    t->slot = s;
+    t->cap = cap;
+    return 0;
+}
+
+/* Vertex of `k`, or -1 when absent. */
+static inline int32_t vhash_find(const struct vhash *t, const struct vkey *k)
+{
+    size_t mask = t->cap - 1, h = key_hash(k) & mask;
+    for (;;) {
+        uint32_t e = t->slot[h];
+        if (!e)
+            return -1;
+        if (key_eq(&t->keys[e - 1], k))
+            return (int32_t)(e - 1);
+        h = (h + 1) & mask;
+    }
+}
+
+/* Vertex of `k`, inserted when absent; negative hx_status on allocation failure. */
+static inline int32_t vhash_insert(struct vhash *t, const struct vkey *k)
+{
+    if (2 * t->n >= t->cap) {
+        int rc = vhash_grow(t);
+        if (rc)
+            return rc;
+    }
+    size_t mask = t->cap - 1, h = key_hash(k) & mask;
+    for (;;) {
+        uint32_t e = t->slot[h];
+        if (!e)
+            break;
+        if (key_eq(&t->keys[e - 1], k))
+            return (int32_t)(e - 1);
+        h = (h + 1) & mask;
+    }
+    if (t->n >= t->max)
+        return hx_err(HX_EINTERNAL, "crf: lattice has more vertices than (d+1) x points");
+    t->keys[t->n] = *k;
+    t->slot[h] = (uint32_t)(++t->n);
+    return (int32_t)(t->n - 1);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Lattice construction: permutohedral.cpp, the SSE variant of Permutohedral::init. */
+
+static void lattice_free(struct lattice *L)
+{
+    free(L->off);
+    free(L->bary);
+    free(L->nb);
+    free(L->nrm);
+    memset(L, 0, sizeof *L);
+}
+
+/* Simplex of one feature vector f[d]: the d+1 keys and barycentric weights. */
+static void lattice_point(int d, const float *f, const float *scale, struct vkey *keys,
+                          float *bary)
+{
+    float el[LAT_MAX_D + 1], rem0[LAT_MAX_D + 1], rank[LAT_MAX_D + 1], b[LAT_MAX_D + 2];
+    const float inv = 1.0f / (float)(d + 1), dp1 = (float)(d + 1);
+
+    /* elevate: y = E f */
+    float sm = 0.0f;
+    for (int j = d; j > 0; j--) {
+        float cf = f[j - 1] * scale[j - 1];
+        el[j] = sm - (float)j * cf;
+        sm += cf;
+    }
+    el[0] = sm;
+
+    /* closest 0-coloured point (round half to even, as cvtps2dq does) */
+    float sum = 0.0f;
+    for (int i = 0; i <= d; i++) {
+        float v = rintf(inv * el[i]);
+        rem0[i] = v * dp1;
+        sum += v;
+    }
+
+    /* rank of each coordinate's remainder */
+    for (int i = 0; i <= d; i++)
+        rank[i] = 0.0f;
+    for (int i = 0; i < d; i++) {
+        float di = el[i] - rem0[i];
+        for (int j = i + 1; j <= d; j++) {
+            float dj = el[j] - rem0[j];
+            float c = di < dj ? 1.0f : 0.0f;
+            rank[i] += c;
+            rank[j] += 1.0f - c;
+        }
+    }
+
+    /* back onto the plane */
+    for (int i = 0; i <= d; i++) {
+        rank[i] += sum;
+        float add = rank[i] < 0.0f ? dp1 : 0.0f;
+        float sub = rank[i] >= dp1 ? dp1 : 0.0f;
+        rank[i] += add - sub;
+        rem0[i] += add - sub;
+    }
+
+    /* barycentric coordinates */
+    for (int i = 0; i <= d + 1; i++)
+        b[i] = 0.0f;
+    for (int i = 0; i <= d; i++) {
+        float v = (el[i] - rem0[i]) * inv;
+        int p = (int)((float)d - rank[i]);
+        b[p] += v;
+        b[p + 1] -= v;
+    }
+    b[0] += 1.0f + b[d + 1];
+
+    /* corners: remainder-r vertex = rem0 + canonical[r][rank] */
+    for (int r = 0; r <= d; r++) {
+        struct vkey k;
+        memset(&k, 0, sizeof k);
+        for (int i = 0; i < d; i++) {
+            int ri = (int)rank[i];
+            int canon = ri <= d - r ? r : r - (d + 1);
+            k.c[i] = (int16_t)(int32_t)(rem0[i] + (float)canon);
+        }
+        keys[r] = k;
+        bary[r] = b[r];
+    }
+}
+
+/* One width-1 filter of `in` [n] into `out` [n] with the reference's seqCompute arithmetic;
+ * val, nval: [m+1] scratch. Used for the normalisation. */
+static void lattice_filter1(const struct lattice *L, const float *in, float *out, float *val,
+                            float *nval)
+{
+    const int d = L->d, dp = d + 1, n = L->n, m = L->m;
+    const float alpha = 1.0f / (1.0f + powf(2.0f, (float)-d));
+    memset(val, 0, (size_t)(m + 1) * sizeof *val);
+    memset(nval, 0, (size_t)(m + 1) * sizeof *nval);
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < dp; r++)
+            val[L->off[(size_t)i * dp + r]] += L->bary[(size_t)i * dp + r] * in[i];
+    for (int j = 0; j <= d; j++) {
+        const int32_t *nb = L->nb + (size_t)j * m * 2;
+        for (int v = 0; v < m; v++)
+            nval[v + 1] = val[v + 1] + 0.5f * (val[nb[2 * v]] + val[nb[2 * v + 1]]);
+        float *t = val;
+        val = nval;
+        nval = t;
+    }
+    for (int i = 0; i < n; i++) {
+        float acc = 0.0f;
+        for (int r = 0; r < dp; r++)
+            acc += L->bary[(size_t)i * dp + r] * val[L->off[(size_t)i * dp + r]] * alpha;
+        out[i] = acc;
+    }
+}
+
+/* Build the lattice of features f [n][d] (d <= LAT_MAX_D), its blur neighbours and its
+ * normalisation. */
+static int lattice_build(struct lattice *L, const float *f, int n, int d, float w)
+{
+    int rc = 0;
+    const int dp = d + 1;
+    const int npad = (4 - n % 4) % 4; /* the SSE init pads the points to a multiple of 4 */
+    struct vhash t = {0};
+    float *ones = NULL, *scratch = NULL;
+    float scale[LAT_MAX_D];
+    struct vkey keys[LAT_MAX_D + 1];
+    float bary[LAT_MAX_D + 1];
+
+    memset(L, 0, sizeof *L);
+    L->d = d;
+    L->n = n;
+    L->w = w;
+    L->off = hx_malloc((size_t)n * dp * sizeof *L->off, "crf lattice offsets");
+    L->bary = hx_malloc((size_t)n * dp * sizeof *L->bary, "crf lattice weights");
+    L->nrm = hx_malloc((size_t)n * sizeof *L->nrm, "crf normalisation");
+    if (!L->off || !L->bary || !L->nrm) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    if ((rc = vhash_init(&t, (size_t)n, (size_t)(n + npad) * dp)))
+        goto done;
+
+    const float inv_std = (float)(sqrt(2.0 / 3.0) * (double)dp);
+    for (int i = 0; i < d; i++)
+        scale[i] = (float)(1.0 / sqrt((double)((i + 2) * (i + 1))) * (double)inv_std);
+
+    for (int i = 0; i < n + npad; i++) {
+        static const float zero[LAT_MAX_D] = {0};
+        lattice_point(d, i < n ? f + (size_t)i * d : zero, scale, keys, bary);
+        for (int r = 0; r < dp; r++) {
+            int32_t v = vhash_insert(&t, &keys[r]);
+            if (v < 0) {
+                rc = v;
+                goto done;
+            }
+            if (i < n) {
+                L->off[(size_t)i * dp + r] = v + 1;
+                L->bary[(size_t)i * dp + r] = bary[r];
+            }
+        }
+    }
+
+    const int m = (int)t.n;
+    L->m = m;
+    L->nb = hx_malloc((size_t)dp * m * 2 * sizeof *L->nb, "crf lattice neighbours");
+    if (!L->nb) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    for (int j = 0; j <= d; j++) {
+        int32_t *nb = L->nb + (size_t)j * m * 2;
+        for (int v = 0; v < m; v++) {
+            struct vkey n1, n2;
+            memset(&n1, 0, sizeof n1);
+            memset(&n2, 0, sizeof n2);
+            for (int k = 0; k < d; k++) {
+                n1.c[k] = (int16_t)(t.keys[v].c[k] - 1);
+                n2.c[k] = (int16_t)(t.keys[v].c[k] + 1);
+            }
+            if (j < d) {
+                n1.c[j] = (int16_t)(t.keys[v].c[j] + d);
+                n2.c[j] = (int16_t)(t.keys[v].c[j] - d);
+            }
+            nb[2 * v] = vhash_find(&t, &n1) + 1;
+            nb[2 * v + 1] = vhash_find(&t, &n2) + 1;
+        }
+    }
+
+    /* normalisation: K(1) with the width-1 arithmetic, then 1/sqrt(. + 1e-20) in double */
+    ones = hx_malloc((size_t)n * sizeof *ones, "crf normalisation");
+    scratch = hx_malloc((size_t)2 * (m + 1) * sizeof *scratch, "crf lattice values");
+    if (!ones || !scratch) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    for (int i = 0; i < n; i++)
+        ones[i] = 1.0f;
+    lattice_filter1(L, ones, L->nrm, scratch, scratch + m + 1);
+    for (int i = 0; i < n; i++)
+        L->nrm[i] = (float)(1.0 / sqrt((double)L->nrm[i] + 1e-20));
+
+done:
+    vhash_free(&t);
+    free(ones);
+    free(scratch);
+    if (rc)
+        lattice_free(L);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* One kernel's message for a range of labels:
+ *   tmp[i][l0+k] -= (-w) * (nrm[i] * K(nrm * q[.][l0+k])[i])   for k < W,
+ * q and tmp [n][ld] with l0 + W <= ld. `seq`: the label count is <= 2, where the reference
+ * slices as (b*v)*alpha, otherwise as (b*alpha)*v. val, nval: [m+1][W] scratch.
+ * Always inlined so that each constant width gets its own unrolled, vectorised loops. */
+static inline __attribute__((always_inline)) void
+lattice_message(const struct lattice *L, const float *q, float *tmp, int ld, int l0, const int W,
+                int seq, float *val, float *nval)
+{
+    const int d = L->d, dp = d + 1, n = L->n, m = L->m;
+    const int32_t *off = L->off;
+    const float *bary = L->bary, *nrm = L->nrm;
+    const float alpha = 1.0f / (1.0f + powf(2.0f, (float)-d));
+    const float negw = -L->w;
+
+    memset(val, 0, (size_t)(m + 1) * W * sizeof *val);
+    memset(nval, 0, (size_t)W * sizeof *nval); /* the zero vertex of the other buffer */
+
+    /* splat */
+    for (int i = 0; i < n; i++) {
+        float x[W];
+        const float *qi = q + (size_t)i * ld + l0;
+        for (int k = 0; k < W; k++)
+            x[k] = qi[k] * nrm[i];
+        for (int r = 0; r < dp; r++) {
+            float *v = val + (size_t)off[(size_t)i * dp + r] * W;
+            const float b = bary[(size_t)i * dp + r];
+            for (int k = 0; k < W; k++)
+                v[k] += b * x[k];
+        }
+    }
+
+    /* blur: Jacobi along each axis, [0.5 1 0.5] */
+    for (int j = 0; j <= d; j++) {
+        const int32_t *nb = L->nb + (size_t)j * m * 2;
+        for (int v = 0; v < m; v++) {
+            const float *o = val + (size_t)(v + 1) * W;
+            const float *a = val + (size_t)nb[2 * v] * W;
+            const float *c = val + (size_t)nb[2 * v + 1] * W;
+            float *nv = nval + (size_t)(v + 1) * W;
+            for (int k = 0; k < W; k++)
+                nv[k] = o[k] + 0.5f * (a[k] + c[k]);
+        }
+        float *t = val;
+        val = nval;
+        nval = t;
+    }
+
+    /* slice, normalise, Potts, accumulate */
+    for (int i = 0; i < n; i++) {
+        float acc[W];
+        for (int k = 0; k < W; k++)
+            acc[k] = 0.0f;
+        for (int r = 0; r < dp; r++) {
+            const float *v = val + (size_t)off[(size_t)i * dp + r] * W;
+            const float b = bary[(size_t)i * dp + r];
+            if (seq) {
+                for (int k = 0; k < W; k++)
+                    acc[k] += b * v[k] * alpha;
+            } else {
+                const float ba = b * alpha;
+                for (int k = 0; k < W; k++)
+                    acc[k] += ba * v[k];
+            }
+        }
+        float *ti = tmp + (size_t)i * ld + l0;
+        for (int k = 0; k < W; k++)
+            ti[k] = ti[k] - negw * (acc[k] * nrm[i]);
+    }
+}
+
+#define MESSAGE_W(WW)                                                                         \
+    static void lattice_message_##WW(const struct lattice *L, const float *q, float *tmp,     \
+                                     int ld, int l0, int seq, float *val, float *nval)        \
+    {                                                                                         \
+        lattice_message(L, q, tmp, ld, l0, WW, seq, val, nval);                               \
+    }
+MESSAGE_W(1)
+MESSAGE_W(2)
+MESSAGE_W(4)
+MESSAGE_W(8)
+MESSAGE_W(12)
+MESSAGE_W(16)
+MESSAGE_W(24)
+MESSAGE_W(32)
+
+static void lattice_message_any(const struct lattice *L, const float *q, float *tmp, int ld,
+                                int l0, int W, int seq, float *val, float *nval)
+{
+    switch (W) {
+    case 1: lattice_message_1(L, q, tmp, ld, l0, seq, val, nval); break;
+    case 2: lattice_message_2(L, q, tmp, ld, l0, seq, val, nval); break;
+    case 4: lattice_message_4(L, q, tmp, ld, l0, seq, val, nval); break;
+    case 8: lattice_message_8(L, q, tmp, ld, l0, seq, val, nval); break;
+    case 12: lattice_message_12(L, q, tmp, ld, l0, seq, val, nval); break;
+    case 16: lattice_message_16(L, q, tmp, ld, l0, seq, val, nval); break;
+    case 24: lattice_message_24(L, q, tmp, ld, l0, seq, val, nval); break;
+    case 32: lattice_message_32(L, q, tmp, ld, l0, seq, val, nval); break;
+    default: lattice_message(L, q, tmp, ld, l0, W, seq, val, nval); break;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Softmax over labels as Eigen 3.3 computes expAndNormalize on x86-64 (SSE2). */
+
+/* Eigen's pexp<Packet4f> (Cephes), without fused multiply-add. */
+static inline float exp_cephes(float x0)
+{
+    float x = x0 < 88.3762626647950f ? x0 : 88.3762626647950f; /* pmin */
+    x = x > -88.3762626647949f ? x : -88.3762626647949f;        /* pmax */
+    float fx = x * 1.44269504088896341f + 0.5f;
+    fx = floorf(fx);
+    float tmp = fx * 0.693359375f;
+    float z = fx * -2.12194440e-4f;
+    x = x - tmp;
+    x = x - z;
+    z = x * x;
+    float y = 1.9875691500E-4f;
+    y = y * x + 1.3981999507E-3f;
+    y = y * x + 8.3334519073E-3f;
+    y = y * x + 4.1665795894E-2f;
+    y = y * x + 1.6666665459E-1f;
+    y = y * x + 5.0000001201E-1f;
+    y = y * z + x;
+    y = y + 1.0f;
+    int32_t e = ((int32_t)fx + 127) << 23;
+    float p2;
+    memcpy(&p2, &e, sizeof p2);
+    float r = y * p2;
+    return r > x0 ? r : x0; /* pmax(r, x0) */
+}
+
+/* Eigen's vectorised sum of a dynamic vector (aligned start; packets of 4, two accumulators,
+ * then (a0+a2)+(a1+a3), then the tail in order). */
+static inline float eigen_sum(const float *b, int L)
+{
+    const int as = L / 4 * 4, as2 = L / 8 * 8;
+    float s;
+    if (!as) {
+        s = b[0];
+        for (int i = 1; i < L; i++)
+            s += b[i];
+        return s;
+    }
+    float r0[4] = {b[0], b[1], b[2], b[3]};
+    if (as > 4) {
+        float r1[4] = {b[4], b[5], b[6], b[7]};
+        for (int i = 8; i < as2; i += 8)
+            for (int k = 0; k < 4; k++) {
+                r0[k] += b[i + k];
+                r1[k] += b[i + 4 + k];
+            }
+        for (int k = 0; k < 4; k++)
+            r0[k] += r1[k];
+        if (as > as2)
+            for (int k = 0; k < 4; k++)
+                r0[k] += b[as2 + k];
+    }
+    s = (r0[0] + r0[2]) + (r0[1] + r0[3]);
+    for (int i = as; i < L; i++)
+        s += b[i];
+    return s;
+}
+
+/* q[i] = softmax(t[i]) for pixels [p0, p1), then t[i] = -U[i] (ready for the next messages);
+ * t, q [n][ld]; negu [n][L]; b: [L] scratch. */
+static void softmax_rows(const float *negu, float *t, float *q, int ld, int L, int p0, int p1,
+                         float *b)
+{
+    const int np = L / 4 * 4;
+    for (int i = p0; i < p1; i++) {
+        float *ti = t + (size_t)i * ld, *qi = q + (size_t)i * ld;
+        float mx = ti[0];
+        for (int l = 1; l < L; l++)
+            mx = ti[l] > mx ? ti[l] : mx;
+        for (int l = 0; l < L; l++)
+            b[l] = ti[l] - mx;
+        for (int l = 0; l < np; l++)
+            b[l] = exp_cephes(b[l]);
+        for (int l = np; l < L; l++)
+            b[l] = expf(b[l]);
+        float s = eigen_sum(b, L);
+        for (int l = 0; l < L; l++)
+            qi[l] = b[l] / s;
+        memcpy(ti, negu + (size_t)i * L, (size_t)L * sizeof *ti);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+int hx_crf_new(struct hx_crf **out, int w, int h, int labels)
+{
+    if (!out)
+        return hx_err(HX_EINVAL, "crf: NULL argument");
+    *out = NULL;
+    if (w < 1 || h < 1 || labels < 1)
+        return hx_err(HX_EINVAL, "crf: size %dx%d with %d labels: all must be positive", w, h,
+                      labels);
+    if ((int64_t)w * h > (INT32_MAX / 8) / 16 || labels > 1 << 20)
+        return hx_err(HX_EINVAL, "crf: %dx%d image with %d labels is too large", w, h, labels);
+    struct hx_crf *c = calloc(1, sizeof *c);
+    if (!c)
+        return hx_err(HX_ENOMEM, "crf: out of memory");
+    c->w = w;
+    c->h = h;
+    c->labels = labels;
+    c->threads = 1;
+    c->negu = hx_calloc((size_t)w * h * labels, sizeof *c->negu, "crf unary");
+    if (!c->negu) {
+        free(c);
+        return HX_ENOMEM;
+    }
+    *out = c;
+    return 0;
+}
+
+void hx_crf_free(struct hx_crf *crf)
+{
+    if (!crf)
+        return;
+    for (int k = 0; k < crf->nk; k++)
+        lattice_free(&crf->k[k]);
+    free(crf->negu);
+    free(crf);
+}
+
+void hx_crf_set_threads(struct hx_crf *crf, int threads)
+{
+    if (crf)
+        crf->threads = threads < 1 ? 1 : threads > HX_CRF_MAX_THREADS ? HX_CRF_MAX_THREADS
+                                                                      : threads;
+}
+
+int hx_crf_lattice_size(const struct hx_crf *crf, int k)
+{
+    return crf && k >= 0 && k < crf->nk ? crf->k[k].m : -1;
+}
+
+int hx_crf_set_unary(struct hx_crf *crf, const float *unary)
+{
+    if (!crf || !unary)
+        return hx_err(HX_EINVAL, "crf: NULL argument");
+    const size_t n = (size_t)crf->w * crf->h;
+    const int L = crf->labels;
+    for (int l = 0; l < L; l++)
+        for (size_t i = 0; i < n; i++)
+            crf->negu[i * L + l] = -unary[(size_t)l * n + i];
+    return 0;
+}
+
+int hx_crf_set_unary_from_prob(struct hx_crf *crf, const float *prob, float eps)
+{
+    if (!crf || !prob)
+        return hx_err(HX_EINVAL, "crf: NULL argument");
+    const size_t n = (size_t)crf->w * crf->h;
+    const int L = crf->labels;
+    for (int l = 0; l < L; l++)
+        for (size_t i = 0; i < n; i++) {
+            float u = -logf(prob[(size_t)l * n + i] + eps);
+            crf->negu[i * L + l] = -u;
+        }
+    return 0;
+}
+
+static int add_kernel(struct hx_crf *crf, const float *f, int d, float compat)
+{
+    if (crf->nk >= HX_CRF_MAX_KERNELS)
+        return hx_err(HX_EINVAL, "crf: at most %d kernels", HX_CRF_MAX_KERNELS);
+    int rc = lattice_build(&crf->k[crf->nk], f, crf->w * crf->h, d, compat);
+    if (!rc)
+        crf->nk++;
+    return rc;
+}
+
+int hx_crf_add_gaussian(struct hx_crf *crf, float sxy, float compat)
+{
+    if (!crf)
+        return hx_err(HX_EINVAL, "crf: NULL argument");
+    if (!(sxy > 0.0f) || !isfinite(sxy) || !isfinite(compat))
+        return hx_err(HX_EINVAL, "crf: Gaussian kernel sxy %g, compat %g: sxy must be > 0 and "
+                      "both finite", (double)sxy, (double)compat);
+    const int w = crf->w, h = crf->h;
+    float *f = hx_malloc((size_t)w * h * 2 * sizeof *f, "crf features");
+    if (!f)
+        return HX_ENOMEM;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float *p = f + ((size_t)y * w + x) * 2;
+            p[0] = (float)x / sxy;
+            p[1] = (float)y / sxy;
+        }
+    int rc = add_kernel(crf, f, 2, compat);
+    free(f);
+    return rc;
+}
+
+int hx_crf_add_bilateral(struct hx_crf *crf, float sxy, float srgb, const uint8_t *rgb,
+                         float compat)
+{
+    if (!crf || !rgb)
+        return hx_err(HX_EINVAL, "crf: NULL argument");
+    if (!(sxy > 0.0f) || !(srgb > 0.0f) || !isfinite(sxy) || !isfinite(srgb) ||
+        !isfinite(compat))
+        return hx_err(HX_EINVAL, "crf: bilateral kernel sxy %g, srgb %g, compat %g: sxy and "
+                      "srgb must be > 0, all finite", (double)sxy, (double)srgb,
+                      (double)compat);
+    const int w = crf->w, h = crf->h;
+    float *f = hx_malloc((size_t)w * h * 5 * sizeof *f, "crf features");
+    if (!f)
+        return HX_ENOMEM;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            size_t i = (size_t)y * w + x;
+            float *p = f + i * 5;
+            p[0] = (float)x / sxy;
+            p[1] = (float)y / sxy;
+            for (int c = 0; c < 3; c++)
+                p[2 + c] = (float)rgb[i * 3 + c] / srgb;
+        }
+    int rc = add_kernel(crf, f, 5, compat);
+    free(f);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Inference. Thread t owns the labels [l0, l0 + nl) of every kernel's message (width W lanes,
+ * l0 + W <= ld) and the pixels [p0, p1) of the softmax; barriers separate the phases. */
+
+struct infer_job {
+    const struct hx_crf *c;
+    float *q, *tmp;   /* [n][ld] shared */
+    int ld, iters;
+    int l0, nl, W;    /* nl == 0: no labels for this thread */
+    int p0, p1;
+    float *val, *nval; /* [max m + 1][W] */
+    float *b;          /* [labels] */
+    pthread_barrier_t *bar;
+    struct gate *gate; /* started threads wait here until all could be started */
+};
+
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int state; /* 0 wait, 1 go, -1 give up */
+};
+
+static void *infer_run(void *arg)
+{
+    struct infer_job *j = arg;
+    const struct hx_crf *c = j->c;
+    const int L = c->labels;
+    if (j->gate) {
+        pthread_mutex_lock(&j->gate->mu);
+        while (!j->gate->state)
+            pthread_cond_wait(&j->gate->cv, &j->gate->mu);
+        int go = j->gate->state > 0;
+        pthread_mutex_unlock(&j->gate->mu);
+        if (!go)
+            return NULL;
+    }
+    softmax_rows(c->negu, j->tmp, j->q, j->ld, L, j->p0, j->p1, j->b);
+    if (j->bar)
+        pthread_barrier_wait(j->bar);
+    for (int it = 0; it < j->iters; it++) {
+        if (j->nl)
+            for (int k = 0; k < c->nk; k++)
+                lattice_message_any(&c->k[k], j->q, j->tmp, j->ld, j->l0, j->W, L <= 2, j->val,
+                                    j->nval);
+        if (j->bar)
+            pthread_barrier_wait(j->bar);
+        softmax_rows(c->negu, j->tmp, j->q, j->ld, L, j->p0, j->p1, j->b);
+        if (j->bar)
+            pthread_barrier_wait(j->bar);
+    }
+    return NULL;
+}
+
+static int lane_width(int nl)
+{
+    return nl <= 2 ? nl : (nl + 3) / 4 * 4;
+}
+
+int hx_crf_infer(struct hx_crf *crf, int iters, float *q)
+{
+    if (!crf || !q)
+        return hx_err(HX_EINVAL, "crf: NULL argument");
+    if (iters < 0)
+        return hx_err(HX_EINVAL, "crf: %d iterations: must be >= 0", iters);
+
+    int rc = 0;
+    const int L = crf->labels, n = crf->w * crf->h;
+    int nt = crf->threads;
+    if (nt > n)
+        nt = n;
+    struct infer_job jobs[HX_CRF_MAX_THREADS];
+    pthread_t tid[HX_CRF_MAX_THREADS];
+    int started = 0, have_bar = 0;
+    pthread_barrier_t bar;
+    struct gate gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    float *qb = NULL, *tb = NULL;
+    memset(jobs, 0, sizeof jobs);
+
+    /* label shares: 1, 2 or a multiple of 4 labels, so that only the last share has padding
+     * lanes (which fall on columns >= labels) */
+    int per = (L + nt - 1) / nt;
+    if (per > 2)
+        per = (per + 3) / 4 * 4;
+    int ld = 1, maxm = 0;
+    for (int k = 0; k < crf->nk; k++)
+        maxm = crf->k[k].m > maxm ? crf->k[k].m : maxm;
+    for (int t = 0; t < nt; t++) {
+        struct infer_job *j = &jobs[t];
+        j->l0 = t * per < L ? t * per : L;
+        j->nl = L - j->l0 < per ? L - j->l0 : per;
+        j->W = lane_width(j->nl);
+        if (j->nl && j->l0 + j->W > ld)
+            ld = j->l0 + j->W;
+        j->p0 = (int)((int64_t)n * t / nt);
+        j->p1 = (int)((int64_t)n * (t + 1) / nt);
+    }
+
+    qb = hx_calloc((size_t)n * ld, sizeof *qb, "crf Q");
+    tb = hx_calloc((size_t)n * ld, sizeof *tb, "crf messages");
+    if (!qb || !tb) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    for (int i = 0; i < n; i++)
+        memcpy(tb + (size_t)i * ld, crf->negu + (size_t)i * L, (size_t)L * sizeof *tb);
+    for (int t = 0; t < nt; t++) {
+        struct infer_job *j = &jobs[t];
+        j->c = crf;
+        j->q = qb;
+        j->tmp = tb;
+        j->ld = ld;
+        j->iters = iters;
+        j->b = hx_malloc((size_t)L * sizeof *j->b, "crf softmax scratch");
+        if (!j->b) {
+            rc = HX_ENOMEM;
+            goto done;
+        }
+        if (j->nl && crf->nk) {
+            j->val = hx_malloc((size_t)2 * (maxm + 1) * j->W * sizeof *j->val,
+                               "crf lattice values");
+            if (!j->val) {
+                rc = HX_ENOMEM;
+                goto done;
+            }
+            j->nval = j->val + (size_t)(maxm + 1) * j->W;
+        }
+    }
+
+    if (nt > 1) {
+        if (pthread_barrier_init(&bar, NULL, (unsigned)nt)) {
+            rc = hx_err(HX_ENOMEM, "crf: cannot create a thread barrier");
+            goto done;
+        }
+        have_bar = 1;
+        for (int t = 0; t < nt; t++)
+            jobs[t].bar = &bar;
+        for (int t = 1; t < nt; t++)
+            jobs[t].gate = &gate;
+        for (started = 1; started < nt; started++)
+            if (pthread_create(&tid[started], NULL, infer_run, &jobs[started]))
+                break;
+        pthread_mutex_lock(&gate.mu);
+        gate.state = started == nt ? 1 : -1;
+        pthread_cond_broadcast(&gate.cv);
+        pthread_mutex_unlock(&gate.mu);
+        if (started < nt) {
+            for (int t = 1; t < started; t++)
+                pthread_join(tid[t], NULL);
+            rc = hx_err(HX_ENOMEM, "crf: cannot start %d threads", nt);
+            goto done;
+        }
+    }
+    infer_run(&jobs[0]);
+    for (int t = 1; t < nt; t++)
+        pthread_join(tid[t], NULL);
+
+    for (int l = 0; l < L; l++)
+        for (int i = 0; i < n; i++)
+            q[(size_t)l * n + i] = qb[(size_t)i * ld + l];
+
+done:
+    if (have_bar)
+        pthread_barrier_destroy(&bar);
+    for (int t = 0; t < nt; t++) {
+        free(jobs[t].b);
+        free(jobs[t].val);
+    }
+    free(qb);
+    free(tb);
+    return rc;
+}
