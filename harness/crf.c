@@ -159,11 +159,12 @@ static void lattice_free(struct lattice *L)
     memset(L, 0, sizeof *L);
 }
 
-/* Simplex of one feature vector f[d]: the d+1 keys and barycentric weights. */
-static void lattice_point(int d, const float *f, const float *scale, struct vkey *keys,
-                          float *bary)
+/* Simplex of one feature vector f[d]: the remainder-0 corner rem0[d+1], the rank of each
+ * coordinate rank[d+1] and the barycentric weights bary[d+1]. */
+static inline void lattice_simplex(int d, const float *f, const float *scale, float *rem0,
+                                   float *rank, float *bary)
 {
-    float el[LAT_MAX_D + 1], rem0[LAT_MAX_D + 1], rank[LAT_MAX_D + 1], b[LAT_MAX_D + 2];
+    float el[LAT_MAX_D + 1], b[LAT_MAX_D + 2];
     const float inv = 1.0f / (float)(d + 1), dp1 = (float)(d + 1);
 
     /* elevate: y = E f */
@@ -215,7 +216,16 @@ static void lattice_point(int d, const float *f, const float *scale, struct vkey
         b[p + 1] -= v;
     }
     b[0] += 1.0f + b[d + 1];
+    for (int r = 0; r <= d; r++)
+        bary[r] = b[r];
+}
 
+/* Simplex of one feature vector f[d]: the d+1 keys and barycentric weights. */
+static void lattice_point(int d, const float *f, const float *scale, struct vkey *keys,
+                          float *bary)
+{
+    float rem0[LAT_MAX_D + 1], rank[LAT_MAX_D + 1];
+    lattice_simplex(d, f, scale, rem0, rank, bary);
     /* corners: remainder-r vertex = rem0 + canonical[r][rank] */
     for (int r = 0; r <= d; r++) {
         struct vkey k;
@@ -226,7 +236,6 @@ static void lattice_point(int d, const float *f, const float *scale, struct vkey
             k.c[i] = (int16_t)(int32_t)(rem0[i] + (float)canon);
         }
         keys[r] = k;
-        bary[r] = b[r];
     }
 }
 
@@ -258,6 +267,272 @@ static void lattice_filter1(const struct lattice *L, const float *in, float *out
     }
 }
 
+/* ---- packed keys: the fast path ----
+ * When interval bounds of every key coordinate (from the features' ranges, with a margin for
+ * rounding, simplex corners and blur neighbours) fit in 64 bits together and stay inside the
+ * int16 range (so the reference's short arithmetic never wraps), a key is packed into one
+ * uint64 (field i holds key[i] - lo[i]). A neighbour is then the key plus a constant per axis,
+ * and a hash slot holds the whole key next to its vertex, so a probe touches one cache line. */
+
+struct pslot {
+    uint64_t key;
+    uint32_t v1; /* vertex + 1; 0 = empty */
+    uint32_t pad;
+};
+
+struct pcodec {
+    int lo[LAT_MAX_D], shift[LAT_MAX_D];
+    uint64_t span[LAT_MAX_D]; /* hi - lo */
+};
+
+/* Field layout for features f [n][d], or -1 when the keys do not fit. */
+static int pcodec_init(struct pcodec *pc, const float *f, int n, int d, const float *scale)
+{
+    double fmin[LAT_MAX_D], fmax[LAT_MAX_D], cmin[LAT_MAX_D], cmax[LAT_MAX_D];
+    for (int k = 0; k < d; k++)
+        fmin[k] = fmax[k] = 0.0; /* the padding points are zero */
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < d; k++) {
+            double x = f[(size_t)i * d + k];
+            fmin[k] = x < fmin[k] ? x : fmin[k];
+            fmax[k] = x > fmax[k] ? x : fmax[k];
+        }
+    for (int k = 0; k < d; k++) {
+        if (!isfinite(fmin[k]) || !isfinite(fmax[k]))
+            return -1;
+        cmin[k] = fmin[k] * scale[k];
+        cmax[k] = fmax[k] * scale[k];
+    }
+    const double margin = 5.0 * (d + 1) + d + 2;
+    int bits = 0;
+    for (int i = 0; i < d; i++) {
+        /* el[i] = sum_{k >= i} cf_k - i * cf_{i-1}  (el[0] = sum of all cf_k) */
+        double lo = 0, hi = 0;
+        for (int k = i; k < d; k++)
+            lo += cmin[k], hi += cmax[k];
+        if (i > 0)
+            lo -= i * cmax[i - 1], hi -= i * cmin[i - 1];
+        lo = floor(lo - margin);
+        hi = ceil(hi + margin);
+        if (lo < -32000 || hi > 32000)
+            return -1;
+        pc->lo[i] = (int)lo;
+        pc->span[i] = (uint64_t)(hi - lo);
+        pc->shift[i] = bits;
+        int b = 1;
+        while ((1ull << b) <= pc->span[i])
+            b++;
+        bits += b;
+    }
+    return bits <= 64 ? 0 : -1;
+}
+
+/* Simplex of f[d] with packed keys: corner r is corner r-1 plus 1 in every coordinate but
+ * the one ranked d-r+1, which loses d. Returns 0, or -1 if a coordinate falls outside its
+ * field or the ranks are not a permutation (then the generic path decides). */
+static inline int lattice_point_packed(int d, const float *f, const float *scale,
+                                       const struct pcodec *pc, uint64_t ones, uint64_t *keys,
+                                       float *bary)
+{
+    float rem0[LAT_MAX_D + 1], rank[LAT_MAX_D + 1];
+    int perm[LAT_MAX_D + 1];
+    unsigned seen = 0;
+    const int dp = d + 1;
+    lattice_simplex(d, f, scale, rem0, rank, bary);
+    uint64_t base = 0;
+    for (int i = 0; i <= d; i++) {
+        int ri = (int)rank[i];
+        if (ri < 0 || ri > d || (seen >> ri & 1u))
+            return -1;
+        seen |= 1u << ri;
+        perm[ri] = i;
+        if (i < d) {
+            int64_t x = (int64_t)rem0[i] - pc->lo[i];
+            if (x < dp || x > (int64_t)pc->span[i] - dp)
+                return -1;
+            base += (uint64_t)x << pc->shift[i];
+        }
+    }
+    keys[0] = base;
+    for (int r = 1; r <= d; r++) {
+        int i = perm[d - r + 1];
+        keys[r] = keys[r - 1] + ones - (i < d ? (uint64_t)dp << pc->shift[i] : 0);
+    }
+    return 0;
+}
+
+static inline size_t phash(uint64_t key, int bits)
+{
+    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+}
+
+struct ptable {
+    struct pslot *slot; /* [1 << bits] */
+    uint64_t *keys;     /* [max] by vertex */
+    int bits;
+    size_t n, max;
+};
+
+static int ptable_grow(struct ptable *t)
+{
+    int bits = t->bits + 1;
+    size_t cap = (size_t)1 << bits;
+    struct pslot *s = hx_calloc(cap, sizeof *s, "crf lattice hash table");
+    if (!s)
+        return HX_ENOMEM;
+    for (size_t v = 0; v < t->n; v++) {
+        size_t h = phash(t->keys[v], bits);
+        while (s[h].v1)
+            h = (h + 1) & (cap - 1);
+        s[h].key = t->keys[v];
+        s[h].v1 = (uint32_t)(v + 1);
+    }
+    free(t->slot);
+    t->slot = s;
+    t->bits = bits;
+    return 0;
+}
+
+static inline int32_t ptable_find(const struct ptable *t, uint64_t key)
+{
+    size_t mask = ((size_t)1 << t->bits) - 1, h = phash(key, t->bits);
+    for (;;) {
+        const struct pslot *e = &t->slot[h];
+        if (!e->v1)
+            return -1;
+        if (e->key == key)
+            return (int32_t)(e->v1 - 1);
+        h = (h + 1) & mask;
+    }
+}
+
+static inline int32_t ptable_insert(struct ptable *t, uint64_t key)
+{
+    if (2 * t->n >= ((size_t)1 << t->bits)) {
+        int rc = ptable_grow(t);
+        if (rc)
+            return rc;
+    }
+    size_t mask = ((size_t)1 << t->bits) - 1, h = phash(key, t->bits);
+    for (;;) {
+        struct pslot *e = &t->slot[h];
+        if (!e->v1)
+            break;
+        if (e->key == key)
+            return (int32_t)(e->v1 - 1);
+        h = (h + 1) & mask;
+    }
+    if (t->n >= t->max)
+        return hx_err(HX_EINTERNAL, "crf: lattice has more vertices than (d+1) x points");
+    t->keys[t->n] = key;
+    t->slot[h].key = key;
+    t->slot[h].v1 = (uint32_t)(++t->n);
+    return (int32_t)(t->n - 1);
+}
+
+#define BUILD_AHEAD 8 /* points whose simplex is computed (and hash slots fetched) ahead */
+
+/* Vertices and neighbours through packed keys. Returns 0, 1 when the keys do not fit (the
+ * caller then uses the generic path), or a negative hx_status. */
+static int lattice_vertices_packed(struct lattice *L, const float *f, int n, int d,
+                                   const float *scale)
+{
+    const int dp = d + 1, npad = (4 - n % 4) % 4, total = n + npad;
+    struct pcodec pc;
+    struct ptable t = {0};
+    int rc = 0;
+    if (pcodec_init(&pc, f, n, d, scale))
+        return 1;
+    t.max = (size_t)total * dp;
+    t.bits = 10; /* grown as needed: wide kernels have far fewer vertices than points */
+    while (((size_t)1 << t.bits) < (size_t)n / 4)
+        t.bits++;
+    t.slot = hx_calloc((size_t)1 << t.bits, sizeof *t.slot, "crf lattice hash table");
+    t.keys = hx_malloc(t.max * sizeof *t.keys, "crf lattice keys");
+    if (!t.slot || !t.keys) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+
+    uint64_t ones = 0;
+    for (int i = 0; i < d; i++)
+        ones += 1ull << pc.shift[i];
+
+    /* ring of simplices computed BUILD_AHEAD points ahead */
+    uint64_t ring[BUILD_AHEAD][LAT_MAX_D + 1], prev[LAT_MAX_D + 1];
+    float rbary[BUILD_AHEAD][LAT_MAX_D + 1];
+    int32_t pv[LAT_MAX_D + 1];
+    int have_prev = 0;
+    static const float zero[LAT_MAX_D] = {0};
+    for (int i = 0; i < total + BUILD_AHEAD; i++) {
+        /* insert point k = i - BUILD_AHEAD, whose slot of the ring point i then reuses */
+        int k = i - BUILD_AHEAD;
+        if (k >= 0) {
+            const uint64_t *key = ring[k % BUILD_AHEAD];
+            int same = have_prev;
+            for (int r = 0; r < dp && same; r++)
+                same = key[r] == prev[r];
+            if (!same) { /* neighbouring points often share their simplex */
+                for (int r = 0; r < dp; r++) {
+                    int32_t v = ptable_insert(&t, key[r]);
+                    if (v < 0) {
+                        rc = v;
+                        goto done;
+                    }
+                    pv[r] = v;
+                    prev[r] = key[r];
+                }
+                have_prev = 1;
+            }
+            if (k < n)
+                for (int r = 0; r < dp; r++) {
+                    L->off[(size_t)k * dp + r] = pv[r] + 1;
+                    L->bary[(size_t)k * dp + r] = rbary[k % BUILD_AHEAD][r];
+                }
+        }
+        if (i < total) {
+            int s = i % BUILD_AHEAD;
+            if (lattice_point_packed(d, i < n ? f + (size_t)i * d : zero, scale, &pc, ones,
+                                     ring[s], rbary[s])) {
+                rc = 1;
+                goto done;
+            }
+            for (int r = 0; r < dp; r++)
+                __builtin_prefetch(&t.slot[phash(ring[s][r], t.bits)], 1);
+        }
+    }
+
+    const int m = (int)t.n;
+    L->m = m;
+    L->nb = hx_malloc((size_t)dp * m * 2 * sizeof *L->nb, "crf lattice neighbours");
+    if (!L->nb) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    for (int j = 0; j <= d; j++) {
+        /* n1 = key - 1 in every coordinate, + d at coordinate j (j < d); n2 = key - (n1 - key) */
+        uint64_t d1 = (j < d ? (uint64_t)(d + 1) << pc.shift[j] : 0) - ones;
+        int32_t *nb = L->nb + (size_t)j * m * 2;
+        for (int v = 0; v < m; v++) {
+            if (v + BUILD_AHEAD < m) {
+                __builtin_prefetch(&t.slot[phash(t.keys[v + BUILD_AHEAD] + d1, t.bits)], 0);
+                __builtin_prefetch(&t.slot[phash(t.keys[v + BUILD_AHEAD] - d1, t.bits)], 0);
+            }
+            nb[2 * v] = ptable_find(&t, t.keys[v] + d1) + 1;
+            nb[2 * v + 1] = ptable_find(&t, t.keys[v] - d1) + 1;
+        }
+    }
+done:
+    free(t.slot);
+    free(t.keys);
+    if (rc) {
+        free(L->nb);
+        L->nb = NULL;
+        L->m = 0;
+    }
+    return rc;
+}
+
 /* Build the lattice of features f [n][d] (d <= LAT_MAX_D), its blur neighbours and its
  * normalisation. */
 static int lattice_build(struct lattice *L, const float *f, int n, int d, float w)
@@ -282,12 +557,18 @@ static int lattice_build(struct lattice *L, const float *f, int n, int d, float 
         rc = HX_ENOMEM;
         goto done;
     }
-    if ((rc = vhash_init(&t, (size_t)n, (size_t)(n + npad) * dp)))
-        goto done;
-
     const float inv_std = (float)(sqrt(2.0 / 3.0) * (double)dp);
     for (int i = 0; i < d; i++)
         scale[i] = (float)(1.0 / sqrt((double)((i + 2) * (i + 1))) * (double)inv_std);
+
+    rc = lattice_vertices_packed(L, f, n, d, scale);
+    if (rc < 0)
+        goto done;
+    if (rc == 0)
+        goto normalise;
+    rc = 0;
+    if ((rc = vhash_init(&t, (size_t)n, (size_t)(n + npad) * dp)))
+        goto done;
 
     for (int i = 0; i < n + npad; i++) {
         static const float zero[LAT_MAX_D] = {0};
@@ -331,16 +612,17 @@ static int lattice_build(struct lattice *L, const float *f, int n, int d, float 
         }
     }
 
+normalise:
     /* normalisation: K(1) with the width-1 arithmetic, then 1/sqrt(. + 1e-20) in double */
     ones = hx_malloc((size_t)n * sizeof *ones, "crf normalisation");
-    scratch = hx_malloc((size_t)2 * (m + 1) * sizeof *scratch, "crf lattice values");
+    scratch = hx_malloc((size_t)2 * (L->m + 1) * sizeof *scratch, "crf lattice values");
     if (!ones || !scratch) {
         rc = HX_ENOMEM;
         goto done;
     }
     for (int i = 0; i < n; i++)
         ones[i] = 1.0f;
-    lattice_filter1(L, ones, L->nrm, scratch, scratch + m + 1);
+    lattice_filter1(L, ones, L->nrm, scratch, scratch + L->m + 1);
     for (int i = 0; i < n; i++)
         L->nrm[i] = (float)(1.0 / sqrt((double)L->nrm[i] + 1e-20));
 
@@ -354,6 +636,25 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Lattice values are reached through index tables (scatter in the splat, neighbours in the
+ * blur, gather in the slice): fetching them a few steps ahead hides most of the misses. */
+#define PF_AHEAD 12
+
+static inline void prefetch_row(const float *p, int w, int write)
+{
+    if (write) {
+        __builtin_prefetch(p, 1);
+        if (w > 8)
+            __builtin_prefetch(p + w - 1, 1);
+    } else {
+        __builtin_prefetch(p, 0);
+        if (w > 8)
+            __builtin_prefetch(p + w - 1, 0);
+    }
+    if (w > 24)
+        __builtin_prefetch(p + 16, write);
+}
+
 /* One kernel's message for a range of labels:
  *   tmp[i][l0+k] -= (-w) * (nrm[i] * K(nrm * q[.][l0+k])[i])   for k < W,
  * q and tmp [n][ld] with l0 + W <= ld. `seq`: the label count is <= 2, where the reference
@@ -374,6 +675,9 @@ lattice_message(const struct lattice *L, const float *q, float *tmp, int ld, int
 
     /* splat */
     for (int i = 0; i < n; i++) {
+        if (i + PF_AHEAD < n)
+            for (int r = 0; r < dp; r++)
+                prefetch_row(val + (size_t)off[(size_t)(i + PF_AHEAD) * dp + r] * W, W, 1);
         float x[W];
         const float *qi = q + (size_t)i * ld + l0;
         for (int k = 0; k < W; k++)
@@ -390,6 +694,10 @@ lattice_message(const struct lattice *L, const float *q, float *tmp, int ld, int
     for (int j = 0; j <= d; j++) {
         const int32_t *nb = L->nb + (size_t)j * m * 2;
         for (int v = 0; v < m; v++) {
+            if (v + PF_AHEAD < m) {
+                prefetch_row(val + (size_t)nb[2 * (v + PF_AHEAD)] * W, W, 0);
+                prefetch_row(val + (size_t)nb[2 * (v + PF_AHEAD) + 1] * W, W, 0);
+            }
             const float *o = val + (size_t)(v + 1) * W;
             const float *a = val + (size_t)nb[2 * v] * W;
             const float *c = val + (size_t)nb[2 * v + 1] * W;
@@ -404,6 +712,9 @@ lattice_message(const struct lattice *L, const float *q, float *tmp, int ld, int
 
     /* slice, normalise, Potts, accumulate */
     for (int i = 0; i < n; i++) {
+        if (i + PF_AHEAD < n)
+            for (int r = 0; r < dp; r++)
+                prefetch_row(val + (size_t)off[(size_t)(i + PF_AHEAD) * dp + r] * W, W, 0);
         float acc[W];
         for (int k = 0; k < W; k++)
             acc[k] = 0.0f;
@@ -686,7 +997,8 @@ struct infer_job {
     const struct hx_crf *c;
     float *q, *tmp;   /* [n][ld] shared */
     int ld, iters;
-    int l0, nl, W;    /* nl == 0: no labels for this thread */
+    int l0, nl;       /* labels [l0, l0 + nl) of this thread (nl == 0: none) */
+    int B, W;         /* labels per block; lanes of the widest block */
     int p0, p1;
     float *val, *nval; /* [max m + 1][W] */
     float *b;          /* [labels] */
@@ -699,6 +1011,13 @@ struct gate {
     pthread_cond_t cv;
     int state; /* 0 wait, 1 go, -1 give up */
 };
+
+/* Lanes of a block of nb labels starting at b0: the block itself, padded to a multiple of 4
+ * when it is the last one (its padding lanes fall on columns >= labels). */
+static int block_width(int b0, int nb, int L)
+{
+    return b0 + nb < L || nb <= 2 ? nb : (nb + 3) / 4 * 4;
+}
 
 static void *infer_run(void *arg)
 {
@@ -718,10 +1037,13 @@ static void *infer_run(void *arg)
     if (j->bar)
         pthread_barrier_wait(j->bar);
     for (int it = 0; it < j->iters; it++) {
-        if (j->nl)
+        for (int b0 = j->l0; b0 < j->l0 + j->nl; b0 += j->B) {
+            int nb = j->l0 + j->nl - b0 < j->B ? j->l0 + j->nl - b0 : j->B;
+            int W = block_width(b0, nb, L);
             for (int k = 0; k < c->nk; k++)
-                lattice_message_any(&c->k[k], j->q, j->tmp, j->ld, j->l0, j->W, L <= 2, j->val,
+                lattice_message_any(&c->k[k], j->q, j->tmp, j->ld, b0, W, L <= 2, j->val,
                                     j->nval);
+        }
         if (j->bar)
             pthread_barrier_wait(j->bar);
         softmax_rows(c->negu, j->tmp, j->q, j->ld, L, j->p0, j->p1, j->b);
@@ -729,11 +1051,6 @@ static void *infer_run(void *arg)
             pthread_barrier_wait(j->bar);
     }
     return NULL;
-}
-
-static int lane_width(int nl)
-{
-    return nl <= 2 ? nl : (nl + 3) / 4 * 4;
 }
 
 int hx_crf_infer(struct hx_crf *crf, int iters, float *q)
@@ -761,6 +1078,7 @@ int hx_crf_infer(struct hx_crf *crf, int iters, float *q)
     int per = (L + nt - 1) / nt;
     if (per > 2)
         per = (per + 3) / 4 * 4;
+    int blk = 1 << 20; /* labels per block: all of a thread's share at once */
     int ld = 1, maxm = 0;
     for (int k = 0; k < crf->nk; k++)
         maxm = crf->k[k].m > maxm ? crf->k[k].m : maxm;
@@ -768,9 +1086,15 @@ int hx_crf_infer(struct hx_crf *crf, int iters, float *q)
         struct infer_job *j = &jobs[t];
         j->l0 = t * per < L ? t * per : L;
         j->nl = L - j->l0 < per ? L - j->l0 : per;
-        j->W = lane_width(j->nl);
-        if (j->nl && j->l0 + j->W > ld)
-            ld = j->l0 + j->W;
+        j->B = blk < j->nl ? blk : j->nl;
+        j->W = j->nl ? block_width(j->l0, j->B, L) : 0;
+        for (int b0 = j->l0; b0 < j->l0 + j->nl; b0 += j->B) {
+            int nb = j->l0 + j->nl - b0 < j->B ? j->l0 + j->nl - b0 : j->B;
+            if (b0 + block_width(b0, nb, L) > ld)
+                ld = b0 + block_width(b0, nb, L);
+            if (block_width(b0, nb, L) > j->W)
+                j->W = block_width(b0, nb, L);
+        }
         j->p0 = (int)((int64_t)n * t / nt);
         j->p1 = (int)((int64_t)n * (t + 1) / nt);
     }
