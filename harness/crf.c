@@ -327,40 +327,6 @@ static int pcodec_init(struct pcodec *pc, const float *f, int n, int d, const fl
     return bits <= 64 ? 0 : -1;
 }
 
-/* Simplex of f[d] with packed keys: corner r is corner r-1 plus 1 in every coordinate but
- * the one ranked d-r+1, which loses d. Returns 0, or -1 if a coordinate falls outside its
- * field or the ranks are not a permutation (then the generic path decides). */
-static inline int lattice_point_packed(int d, const float *f, const float *scale,
-                                       const struct pcodec *pc, uint64_t ones, uint64_t *keys,
-                                       float *bary)
-{
-    float rem0[LAT_MAX_D + 1], rank[LAT_MAX_D + 1];
-    int perm[LAT_MAX_D + 1];
-    unsigned seen = 0;
-    const int dp = d + 1;
-    lattice_simplex(d, f, scale, rem0, rank, bary);
-    uint64_t base = 0;
-    for (int i = 0; i <= d; i++) {
-        int ri = (int)rank[i];
-        if (ri < 0 || ri > d || (seen >> ri & 1u))
-            return -1;
-        seen |= 1u << ri;
-        perm[ri] = i;
-        if (i < d) {
-            int64_t x = (int64_t)rem0[i] - pc->lo[i];
-            if (x < dp || x > (int64_t)pc->span[i] - dp)
-                return -1;
-            base += (uint64_t)x << pc->shift[i];
-        }
-    }
-    keys[0] = base;
-    for (int r = 1; r <= d; r++) {
-        int i = perm[d - r + 1];
-        keys[r] = keys[r - 1] + ones - (i < d ? (uint64_t)dp << pc->shift[i] : 0);
-    }
-    return 0;
-}
-
 static inline size_t phash(uint64_t key, int bits)
 {
     return (size_t)((key * 0x9E3779B97F4A7C15ull) >> (64 - bits));
@@ -430,78 +396,246 @@ static inline int32_t ptable_insert(struct ptable *t, uint64_t key)
     return (int32_t)(t->n - 1);
 }
 
-#define BUILD_AHEAD 8 /* points whose simplex is computed (and hash slots fetched) ahead */
+#define BUILD_AHEAD 8 /* hash slots fetched this many points (or vertices) ahead */
+#define SIMPLEX_LANES 8
 
-/* Vertices and neighbours through packed keys. Returns 0, 1 when the keys do not fit (the
- * caller then uses the generic path), or a negative hx_status. */
+/* lattice_simplex for up to SIMPLEX_LANES points at once (structure of arrays, lanes
+ * innermost, so the loops vectorise), then packed corners per point. Same arithmetic as
+ * lattice_simplex, with rint(x) as (x + 1.5 * 2^23) - 1.5 * 2^23 (round half to even, exact
+ * for |x| < 2^22, which the packing bounds guarantee). The barycentric weights come from the
+ * ranks' permutation: weight r is v[rank d-r] - v[rank d-r+1], which equals the reference's
+ * scattered += and -= whatever their order. Returns -1 when a point does not fit. */
+static int simplex_block_packed(int d, const float *f, int i0, int cnt, int n,
+                                const float *scale, const struct pcodec *pc, uint64_t ones,
+                                uint64_t *keys, float *bary)
+{
+    enum { LN = SIMPLEX_LANES };
+    float fe[LAT_MAX_D][LN], el[LAT_MAX_D + 1][LN], rem0[LAT_MAX_D + 1][LN];
+    float rank[LAT_MAX_D + 1][LN], sum[LN], sm[LN];
+    const float inv = 1.0f / (float)(d + 1), dp1 = (float)(d + 1), magic = 12582912.0f;
+    const int dp = d + 1;
+
+    for (int k = 0; k < d; k++)
+        for (int l = 0; l < LN; l++)
+            fe[k][l] = l < cnt && i0 + l < n ? f[(size_t)(i0 + l) * d + k] : 0.0f;
+    for (int l = 0; l < LN; l++)
+        sm[l] = 0.0f, sum[l] = 0.0f;
+    for (int j = d; j > 0; j--)
+        for (int l = 0; l < LN; l++) {
+            float cf = fe[j - 1][l] * scale[j - 1];
+            el[j][l] = sm[l] - (float)j * cf;
+            sm[l] += cf;
+        }
+    for (int l = 0; l < LN; l++)
+        el[0][l] = sm[l];
+    for (int i = 0; i <= d; i++)
+        for (int l = 0; l < LN; l++) {
+            float v = (inv * el[i][l] + magic) - magic;
+            rem0[i][l] = v * dp1;
+            sum[l] += v;
+            rank[i][l] = 0.0f;
+        }
+    for (int i = 0; i < d; i++)
+        for (int j = i + 1; j <= d; j++)
+            for (int l = 0; l < LN; l++) {
+                float c = el[i][l] - rem0[i][l] < el[j][l] - rem0[j][l] ? 1.0f : 0.0f;
+                rank[i][l] += c;
+                rank[j][l] += 1.0f - c;
+            }
+    for (int i = 0; i <= d; i++)
+        for (int l = 0; l < LN; l++) {
+            float r = rank[i][l] + sum[l];
+            float add = r < 0.0f ? dp1 : 0.0f;
+            float sub = r >= dp1 ? dp1 : 0.0f;
+            rank[i][l] = r + (add - sub);
+            rem0[i][l] += add - sub;
+            el[i][l] = (el[i][l] - rem0[i][l]) * inv; /* el now holds v */
+        }
+
+    for (int l = 0; l < cnt; l++) {
+        int perm[LAT_MAX_D + 1];
+        unsigned seen = 0;
+        uint64_t base = 0;
+        for (int i = 0; i <= d; i++) {
+            int ri = (int)rank[i][l];
+            if (ri < 0 || ri > d || (seen >> ri & 1u))
+                return -1;
+            seen |= 1u << ri;
+            perm[ri] = i;
+            if (i < d) {
+                int64_t x = (int64_t)rem0[i][l] - pc->lo[i];
+                if (x < dp || x > (int64_t)pc->span[i] - dp)
+                    return -1;
+                base += (uint64_t)x << pc->shift[i];
+            }
+        }
+        uint64_t *k = keys + (size_t)l * dp;
+        float *b = bary + (size_t)l * dp;
+        k[0] = base;
+        for (int r = 1; r <= d; r++) {
+            int i = perm[d - r + 1];
+            k[r] = k[r - 1] + ones - (i < d ? (uint64_t)dp << pc->shift[i] : 0);
+        }
+        for (int r = 1; r <= d; r++)
+            b[r] = el[perm[d - r]][l] - el[perm[d - r + 1]][l];
+        b[0] = el[perm[d]][l] + (1.0f + -el[perm[0]][l]);
+    }
+    return 0;
+}
+
+struct build_job {
+    const float *f;
+    const float *scale;
+    const struct pcodec *pc;
+    uint64_t ones, d1[LAT_MAX_D + 1];
+    int n, d, p0, p1, bad;
+    uint64_t *keys; /* [total][d+1] */
+    float *bary;    /* [total][d+1] */
+    const struct ptable *t;
+    int32_t *nb;
+    int m;
+};
+
+static void *build_simplices(void *arg)
+{
+    struct build_job *j = arg;
+    const int dp = j->d + 1;
+    for (int i = j->p0; i < j->p1 && !j->bad; i += SIMPLEX_LANES) {
+        int cnt = j->p1 - i < SIMPLEX_LANES ? j->p1 - i : SIMPLEX_LANES;
+        if (simplex_block_packed(j->d, j->f, i, cnt, j->n, j->scale, j->pc, j->ones,
+                                 j->keys + (size_t)i * dp, j->bary + (size_t)i * dp))
+            j->bad = 1;
+    }
+    return NULL;
+}
+
+/* Blur neighbours of vertices [p0, p1) along every axis. */
+static void *build_neighbours(void *arg)
+{
+    struct build_job *j = arg;
+    const struct ptable *t = j->t;
+    for (int a = 0; a <= j->d; a++) {
+        /* n1 = key - 1 in every coordinate, + d at coordinate a (a < d); n2 = key - (n1 - key) */
+        const uint64_t d1 = j->d1[a];
+        int32_t *nb = j->nb + (size_t)a * j->m * 2;
+        for (int v = j->p0; v < j->p1; v++) {
+            if (v + BUILD_AHEAD < j->p1) {
+                __builtin_prefetch(&t->slot[phash(t->keys[v + BUILD_AHEAD] + d1, t->bits)], 0);
+                __builtin_prefetch(&t->slot[phash(t->keys[v + BUILD_AHEAD] - d1, t->bits)], 0);
+            }
+            nb[2 * v] = ptable_find(t, t->keys[v] + d1) + 1;
+            nb[2 * v + 1] = ptable_find(t, t->keys[v] - d1) + 1;
+        }
+    }
+    return NULL;
+}
+
+/* Run fn on jobs[0..nt) (jobs[0] on the calling thread); a thread that cannot be started
+ * leaves its job to the calling thread. */
+static void run_jobs(void *(*fn)(void *), struct build_job *jobs, int nt)
+{
+    pthread_t tid[HX_CRF_MAX_THREADS];
+    int ok[HX_CRF_MAX_THREADS] = {0};
+    for (int t = 1; t < nt; t++)
+        ok[t] = pthread_create(&tid[t], NULL, fn, &jobs[t]) == 0;
+    fn(&jobs[0]);
+    for (int t = 1; t < nt; t++) {
+        if (ok[t])
+            pthread_join(tid[t], NULL);
+        else
+            fn(&jobs[t]);
+    }
+}
+
+/* Vertices and neighbours through packed keys, with `nt` threads for the simplices and the
+ * neighbours (the insertion is sequential: vertices are numbered in point order). Returns 0,
+ * 1 when the keys do not fit (the caller then uses the generic path), or a negative
+ * hx_status. */
 static int lattice_vertices_packed(struct lattice *L, const float *f, int n, int d,
-                                   const float *scale)
+                                   const float *scale, int nt)
 {
     const int dp = d + 1, npad = (4 - n % 4) % 4, total = n + npad;
     struct pcodec pc;
     struct ptable t = {0};
+    struct build_job jobs[HX_CRF_MAX_THREADS];
+    uint64_t *keys = NULL;
+    float *pbary = NULL;
     int rc = 0;
     if (pcodec_init(&pc, f, n, d, scale))
         return 1;
+    if (nt < 1)
+        nt = 1;
     t.max = (size_t)total * dp;
     t.bits = 10; /* grown as needed: wide kernels have far fewer vertices than points */
     while (((size_t)1 << t.bits) < (size_t)n / 4)
         t.bits++;
     t.slot = hx_calloc((size_t)1 << t.bits, sizeof *t.slot, "crf lattice hash table");
     t.keys = hx_malloc(t.max * sizeof *t.keys, "crf lattice keys");
-    if (!t.slot || !t.keys) {
+    keys = hx_malloc((size_t)total * dp * sizeof *keys, "crf lattice keys");
+    pbary = hx_malloc((size_t)npad * dp * sizeof *pbary + 1, "crf lattice weights");
+    if (!t.slot || !t.keys || !keys || !pbary) {
         rc = HX_ENOMEM;
         goto done;
     }
-
     uint64_t ones = 0;
     for (int i = 0; i < d; i++)
         ones += 1ull << pc.shift[i];
 
-    /* ring of simplices computed BUILD_AHEAD points ahead */
-    uint64_t ring[BUILD_AHEAD][LAT_MAX_D + 1], prev[LAT_MAX_D + 1];
-    float rbary[BUILD_AHEAD][LAT_MAX_D + 1];
-    int32_t pv[LAT_MAX_D + 1];
-    int have_prev = 0;
-    static const float zero[LAT_MAX_D] = {0};
-    for (int i = 0; i < total + BUILD_AHEAD; i++) {
-        /* insert point k = i - BUILD_AHEAD, whose slot of the ring point i then reuses */
-        int k = i - BUILD_AHEAD;
-        if (k >= 0) {
-            const uint64_t *key = ring[k % BUILD_AHEAD];
-            int same = have_prev;
-            for (int r = 0; r < dp && same; r++)
-                same = key[r] == prev[r];
-            if (!same) { /* neighbouring points often share their simplex */
-                for (int r = 0; r < dp; r++) {
-                    int32_t v = ptable_insert(&t, key[r]);
-                    if (v < 0) {
-                        rc = v;
-                        goto done;
-                    }
-                    pv[r] = v;
-                    prev[r] = key[r];
-                }
-                have_prev = 1;
-            }
-            if (k < n)
-                for (int r = 0; r < dp; r++) {
-                    L->off[(size_t)k * dp + r] = pv[r] + 1;
-                    L->bary[(size_t)k * dp + r] = rbary[k % BUILD_AHEAD][r];
-                }
+    /* 1. simplices of all points (the padding points' weights go to a scratch row) */
+    memset(jobs, 0, sizeof jobs);
+    int per = (n + nt - 1) / nt;
+    per = (per + SIMPLEX_LANES - 1) / SIMPLEX_LANES * SIMPLEX_LANES;
+    for (int k = 0; k < nt; k++) {
+        struct build_job *j = &jobs[k];
+        j->f = f, j->scale = scale, j->pc = &pc, j->ones = ones, j->n = n, j->d = d;
+        j->p0 = k * per < n ? k * per : n;
+        j->p1 = (k + 1) * per < n ? (k + 1) * per : n;
+        j->keys = keys;
+        j->bary = L->bary;
+    }
+    run_jobs(build_simplices, jobs, nt);
+    for (int k = 0; k < nt; k++)
+        if (jobs[k].bad) {
+            rc = 1;
+            goto done;
         }
-        if (i < total) {
-            int s = i % BUILD_AHEAD;
-            if (lattice_point_packed(d, i < n ? f + (size_t)i * d : zero, scale, &pc, ones,
-                                     ring[s], rbary[s])) {
-                rc = 1;
-                goto done;
-            }
-            for (int r = 0; r < dp; r++)
-                __builtin_prefetch(&t.slot[phash(ring[s][r], t.bits)], 1);
+    if (npad) {
+        static const float zero[SIMPLEX_LANES * LAT_MAX_D] = {0};
+        if (simplex_block_packed(d, zero, 0, npad, npad, scale, &pc, ones,
+                                 keys + (size_t)n * dp, pbary)) {
+            rc = 1;
+            goto done;
         }
     }
 
+    /* 2. vertices in point order; a point with the previous point's simplex reuses it */
+    int32_t pv[LAT_MAX_D + 1];
+    const uint64_t *prev = NULL;
+    for (int i = 0; i < total; i++) {
+        const uint64_t *key = keys + (size_t)i * dp;
+        if (i + BUILD_AHEAD < total)
+            for (int r = 0; r < dp; r++)
+                __builtin_prefetch(&t.slot[phash(key[BUILD_AHEAD * dp + r], t.bits)], 1);
+        int same = prev != NULL;
+        for (int r = 0; r < dp && same; r++)
+            same = key[r] == prev[r];
+        if (!same) {
+            for (int r = 0; r < dp; r++) {
+                int32_t v = ptable_insert(&t, key[r]);
+                if (v < 0) {
+                    rc = v;
+                    goto done;
+                }
+                pv[r] = v;
+            }
+            prev = key;
+        }
+        if (i < n)
+            for (int r = 0; r < dp; r++)
+                L->off[(size_t)i * dp + r] = pv[r] + 1;
+    }
+
+    /* 3. blur neighbours */
     const int m = (int)t.n;
     L->m = m;
     L->nb = hx_malloc((size_t)dp * m * 2 * sizeof *L->nb, "crf lattice neighbours");
@@ -509,22 +643,21 @@ static int lattice_vertices_packed(struct lattice *L, const float *f, int n, int
         rc = HX_ENOMEM;
         goto done;
     }
-    for (int j = 0; j <= d; j++) {
-        /* n1 = key - 1 in every coordinate, + d at coordinate j (j < d); n2 = key - (n1 - key) */
-        uint64_t d1 = (j < d ? (uint64_t)(d + 1) << pc.shift[j] : 0) - ones;
-        int32_t *nb = L->nb + (size_t)j * m * 2;
-        for (int v = 0; v < m; v++) {
-            if (v + BUILD_AHEAD < m) {
-                __builtin_prefetch(&t.slot[phash(t.keys[v + BUILD_AHEAD] + d1, t.bits)], 0);
-                __builtin_prefetch(&t.slot[phash(t.keys[v + BUILD_AHEAD] - d1, t.bits)], 0);
-            }
-            nb[2 * v] = ptable_find(&t, t.keys[v] + d1) + 1;
-            nb[2 * v + 1] = ptable_find(&t, t.keys[v] - d1) + 1;
-        }
+    int ntn = m < 4096 ? 1 : nt;
+    for (int k = 0; k < ntn; k++) {
+        struct build_job *j = &jobs[k];
+        for (int a = 0; a <= d; a++)
+            j->d1[a] = (a < d ? (uint64_t)(d + 1) << pc.shift[a] : 0) - ones;
+        j->t = &t, j->nb = L->nb, j->m = m;
+        j->p0 = (int)((int64_t)m * k / ntn);
+        j->p1 = (int)((int64_t)m * (k + 1) / ntn);
     }
+    run_jobs(build_neighbours, jobs, ntn);
 done:
     free(t.slot);
     free(t.keys);
+    free(keys);
+    free(pbary);
     if (rc) {
         free(L->nb);
         L->nb = NULL;
@@ -535,7 +668,7 @@ done:
 
 /* Build the lattice of features f [n][d] (d <= LAT_MAX_D), its blur neighbours and its
  * normalisation. */
-static int lattice_build(struct lattice *L, const float *f, int n, int d, float w)
+static int lattice_build(struct lattice *L, const float *f, int n, int d, float w, int nt)
 {
     int rc = 0;
     const int dp = d + 1;
@@ -561,7 +694,7 @@ static int lattice_build(struct lattice *L, const float *f, int n, int d, float 
     for (int i = 0; i < d; i++)
         scale[i] = (float)(1.0 / sqrt((double)((i + 2) * (i + 1))) * (double)inv_std);
 
-    rc = lattice_vertices_packed(L, f, n, d, scale);
+    rc = lattice_vertices_packed(L, f, n, d, scale, nt);
     if (rc < 0)
         goto done;
     if (rc == 0)
@@ -831,8 +964,9 @@ static inline float eigen_sum(const float *b, int L)
 
 /* q[i] = softmax(t[i]) for pixels [p0, p1), then t[i] = -U[i] (ready for the next messages);
  * t, q [n][ld]; negu [n][L]; b: [L] scratch. */
-static void softmax_rows(const float *negu, float *t, float *q, int ld, int L, int p0, int p1,
-                         float *b)
+static void softmax_rows(const float *restrict negu, float *restrict t, float *restrict q, int ld,
+                         int L, int p0, int p1,
+                         float *restrict b)
 {
     const int np = L / 4 * 4;
     for (int i = p0; i < p1; i++) {
@@ -933,7 +1067,7 @@ static int add_kernel(struct hx_crf *crf, const float *f, int d, float compat)
 {
     if (crf->nk >= HX_CRF_MAX_KERNELS)
         return hx_err(HX_EINVAL, "crf: at most %d kernels", HX_CRF_MAX_KERNELS);
-    int rc = lattice_build(&crf->k[crf->nk], f, crf->w * crf->h, d, compat);
+    int rc = lattice_build(&crf->k[crf->nk], f, crf->w * crf->h, d, compat, crf->threads);
     if (!rc)
         crf->nk++;
     return rc;
