@@ -127,6 +127,9 @@ def main():
         ("d_l1_simseg_it2", "d", 1, SIMSEG, 2, "energy"),
         ("d_l4_mid_it3", "d", 4, MID, 3, "energy"),
         ("d_l17_mid_it3", "d", 17, MID, 3, "energy"),
+        # keys too wide to pack into 64 bits, and keys beyond the int16 range (they wrap)
+        ("a_l3_widekeys_it3", "a", 3, ((0.05, 3), (0.01, 0.1, 5)), 3, "energy"),
+        ("b_l2_wrapkeys_it2", "b", 2, ((0.0004, 3), None), 2, "energy"),
     ]
     lines = [
         "# case image W H labels gsxy gcompat bsxy bsrgb bcompat iters unary",
