@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define LAT_MAX_D 7 /* feature dimensions a lattice key holds (8 int16, the last one unused) */
 
@@ -29,6 +30,7 @@ struct lattice {
     int32_t *off;   /* [n][d+1] vertex index + 1 of each of the pixel's simplex corners */
     float *bary;    /* [n][d+1] barycentric weights of those corners */
     int32_t *nb;    /* [d+1][m][2] blur neighbours (index + 1; 0: missing) along each axis */
+    int reach;      /* largest |neighbour - vertex| in vertex indices */
     float *nrm;     /* [n] 1/sqrt(K(1) + 1e-20) */
 };
 
@@ -37,6 +39,41 @@ struct hx_crf {
     float *negu; /* [n][labels] minus the unary energy */
     struct lattice k[HX_CRF_MAX_KERNELS];
 };
+
+/* Large buffers: 2 MB aligned and advised as huge pages, so that first touching them costs a
+ * few page faults instead of one per 4 kB (that dominated the lattice construction of a cold
+ * process). Freed with free(). */
+#define BIG_BYTES ((size_t)1 << 21)
+
+static void *big_malloc(size_t bytes, const char *what)
+{
+    if (bytes < BIG_BYTES)
+        return hx_malloc(bytes, what);
+    void *p = NULL;
+    size_t rounded = (bytes + BIG_BYTES - 1) & ~(BIG_BYTES - 1);
+    if (posix_memalign(&p, BIG_BYTES, rounded)) {
+        hx_err(HX_ENOMEM, "out of memory for %s (%zu bytes)", what, bytes);
+        return NULL;
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+static void *big_calloc(size_t count, size_t size, const char *what)
+{
+    if (size && count > SIZE_MAX / size) {
+        hx_err(HX_ENOMEM, "out of memory for %s", what);
+        return NULL;
+    }
+    if (count * size < BIG_BYTES)
+        return hx_calloc(count, size, what);
+    void *p = big_malloc(count * size, what);
+    if (p)
+        memset(p, 0, count * size);
+    return p;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Hash table of lattice keys (d int16 coordinates, zero-padded to 8), open addressing with
@@ -80,8 +117,8 @@ static int vhash_init(struct vhash *t, size_t expect, size_t max)
         t->cap *= 2;
     t->n = 0;
     t->max = max;
-    t->slot = hx_calloc(t->cap, sizeof *t->slot, "crf lattice hash table");
-    t->keys = hx_malloc(max * sizeof *t->keys, "crf lattice keys");
+    t->slot = big_calloc(t->cap, sizeof *t->slot, "crf lattice hash table");
+    t->keys = big_malloc(max * sizeof *t->keys, "crf lattice keys");
     return t->slot && t->keys ? 0 : HX_ENOMEM;
 }
 
@@ -94,7 +131,7 @@ static void vhash_free(struct vhash *t)
 static int vhash_grow(struct vhash *t)
 {
     size_t cap = t->cap * 2, mask = cap - 1;
-    uint32_t *s = hx_calloc(cap, sizeof *s, "crf lattice hash table");
+    uint32_t *s = big_calloc(cap, sizeof *s, "crf lattice hash table");
     if (!s)
         return HX_ENOMEM;
     for (size_t v = 0; v < t->n; v++) {
@@ -343,7 +380,7 @@ static int ptable_grow(struct ptable *t)
 {
     int bits = t->bits + 1;
     size_t cap = (size_t)1 << bits;
-    struct pslot *s = hx_calloc(cap, sizeof *s, "crf lattice hash table");
+    struct pslot *s = big_calloc(cap, sizeof *s, "crf lattice hash table");
     if (!s)
         return HX_ENOMEM;
     for (size_t v = 0; v < t->n; v++) {
@@ -569,9 +606,9 @@ static int lattice_vertices_packed(struct lattice *L, const float *f, int n, int
     t.bits = 10; /* grown as needed: wide kernels have far fewer vertices than points */
     while (((size_t)1 << t.bits) < (size_t)n / 4)
         t.bits++;
-    t.slot = hx_calloc((size_t)1 << t.bits, sizeof *t.slot, "crf lattice hash table");
-    t.keys = hx_malloc(t.max * sizeof *t.keys, "crf lattice keys");
-    keys = hx_malloc((size_t)total * dp * sizeof *keys, "crf lattice keys");
+    t.slot = big_calloc((size_t)1 << t.bits, sizeof *t.slot, "crf lattice hash table");
+    t.keys = big_malloc(t.max * sizeof *t.keys, "crf lattice keys");
+    keys = big_malloc((size_t)total * dp * sizeof *keys, "crf lattice keys");
     pbary = hx_malloc((size_t)npad * dp * sizeof *pbary + 1, "crf lattice weights");
     if (!t.slot || !t.keys || !keys || !pbary) {
         rc = HX_ENOMEM;
@@ -638,7 +675,7 @@ static int lattice_vertices_packed(struct lattice *L, const float *f, int n, int
     /* 3. blur neighbours */
     const int m = (int)t.n;
     L->m = m;
-    L->nb = hx_malloc((size_t)dp * m * 2 * sizeof *L->nb, "crf lattice neighbours");
+    L->nb = big_malloc((size_t)dp * m * 2 * sizeof *L->nb, "crf lattice neighbours");
     if (!L->nb) {
         rc = HX_ENOMEM;
         goto done;
@@ -683,9 +720,9 @@ static int lattice_build(struct lattice *L, const float *f, int n, int d, float 
     L->d = d;
     L->n = n;
     L->w = w;
-    L->off = hx_malloc((size_t)n * dp * sizeof *L->off, "crf lattice offsets");
-    L->bary = hx_malloc((size_t)n * dp * sizeof *L->bary, "crf lattice weights");
-    L->nrm = hx_malloc((size_t)n * sizeof *L->nrm, "crf normalisation");
+    L->off = big_malloc((size_t)n * dp * sizeof *L->off, "crf lattice offsets");
+    L->bary = big_malloc((size_t)n * dp * sizeof *L->bary, "crf lattice weights");
+    L->nrm = big_malloc((size_t)n * sizeof *L->nrm, "crf normalisation");
     if (!L->off || !L->bary || !L->nrm) {
         rc = HX_ENOMEM;
         goto done;
@@ -721,7 +758,7 @@ static int lattice_build(struct lattice *L, const float *f, int n, int d, float 
 
     const int m = (int)t.n;
     L->m = m;
-    L->nb = hx_malloc((size_t)dp * m * 2 * sizeof *L->nb, "crf lattice neighbours");
+    L->nb = big_malloc((size_t)dp * m * 2 * sizeof *L->nb, "crf lattice neighbours");
     if (!L->nb) {
         rc = HX_ENOMEM;
         goto done;
@@ -746,9 +783,18 @@ static int lattice_build(struct lattice *L, const float *f, int n, int d, float 
     }
 
 normalise:
+    L->reach = 0;
+    for (int j = 0; j <= d; j++)
+        for (int v = 0; v < L->m; v++)
+            for (int e = 0; e < 2; e++) {
+                int32_t u = L->nb[((size_t)j * L->m + v) * 2 + e];
+                int dist = u ? abs(u - 1 - v) : 0;
+                L->reach = dist > L->reach ? dist : L->reach;
+            }
+
     /* normalisation: K(1) with the width-1 arithmetic, then 1/sqrt(. + 1e-20) in double */
-    ones = hx_malloc((size_t)n * sizeof *ones, "crf normalisation");
-    scratch = hx_malloc((size_t)2 * (L->m + 1) * sizeof *scratch, "crf lattice values");
+    ones = big_malloc((size_t)n * sizeof *ones, "crf normalisation");
+    scratch = big_malloc((size_t)2 * (L->m + 1) * sizeof *scratch, "crf lattice values");
     if (!ones || !scratch) {
         rc = HX_ENOMEM;
         goto done;
@@ -962,27 +1008,33 @@ static inline float eigen_sum(const float *b, int L)
     return s;
 }
 
+/* q = softmax(t) over L labels; b: [L] scratch. */
+static inline void softmax_one(const float *restrict t, float *restrict q, int L,
+                               float *restrict b)
+{
+    const int np = L / 4 * 4;
+    float mx = t[0];
+    for (int l = 1; l < L; l++)
+        mx = t[l] > mx ? t[l] : mx;
+    for (int l = 0; l < L; l++)
+        b[l] = t[l] - mx;
+    for (int l = 0; l < np; l++)
+        b[l] = exp_cephes(b[l]);
+    for (int l = np; l < L; l++)
+        b[l] = expf(b[l]);
+    float s = eigen_sum(b, L);
+    for (int l = 0; l < L; l++)
+        q[l] = b[l] / s;
+}
+
 /* q[i] = softmax(t[i]) for pixels [p0, p1), then t[i] = -U[i] (ready for the next messages);
  * t, q [n][ld]; negu [n][L]; b: [L] scratch. */
 static void softmax_rows(const float *restrict negu, float *restrict t, float *restrict q, int ld,
-                         int L, int p0, int p1,
-                         float *restrict b)
+                         int L, int p0, int p1, float *restrict b)
 {
-    const int np = L / 4 * 4;
     for (int i = p0; i < p1; i++) {
-        float *ti = t + (size_t)i * ld, *qi = q + (size_t)i * ld;
-        float mx = ti[0];
-        for (int l = 1; l < L; l++)
-            mx = ti[l] > mx ? ti[l] : mx;
-        for (int l = 0; l < L; l++)
-            b[l] = ti[l] - mx;
-        for (int l = 0; l < np; l++)
-            b[l] = exp_cephes(b[l]);
-        for (int l = np; l < L; l++)
-            b[l] = expf(b[l]);
-        float s = eigen_sum(b, L);
-        for (int l = 0; l < L; l++)
-            qi[l] = b[l] / s;
+        float *ti = t + (size_t)i * ld;
+        softmax_one(ti, q + (size_t)i * ld, L, b);
         memcpy(ti, negu + (size_t)i * L, (size_t)L * sizeof *ti);
     }
 }
@@ -1006,7 +1058,7 @@ int hx_crf_new(struct hx_crf **out, int w, int h, int labels)
     c->h = h;
     c->labels = labels;
     c->threads = 1;
-    c->negu = hx_calloc((size_t)w * h * labels, sizeof *c->negu, "crf unary");
+    c->negu = big_calloc((size_t)w * h * labels, sizeof *c->negu, "crf unary");
     if (!c->negu) {
         free(c);
         return HX_ENOMEM;
@@ -1081,7 +1133,7 @@ int hx_crf_add_gaussian(struct hx_crf *crf, float sxy, float compat)
         return hx_err(HX_EINVAL, "crf: Gaussian kernel sxy %g, compat %g: sxy must be > 0 and "
                       "both finite", (double)sxy, (double)compat);
     const int w = crf->w, h = crf->h;
-    float *f = hx_malloc((size_t)w * h * 2 * sizeof *f, "crf features");
+    float *f = big_malloc((size_t)w * h * 2 * sizeof *f, "crf features");
     if (!f)
         return HX_ENOMEM;
     for (int y = 0; y < h; y++)
@@ -1106,7 +1158,7 @@ int hx_crf_add_bilateral(struct hx_crf *crf, float sxy, float srgb, const uint8_
                       "srgb must be > 0, all finite", (double)sxy, (double)srgb,
                       (double)compat);
     const int w = crf->w, h = crf->h;
-    float *f = hx_malloc((size_t)w * h * 5 * sizeof *f, "crf features");
+    float *f = big_malloc((size_t)w * h * 5 * sizeof *f, "crf features");
     if (!f)
         return HX_ENOMEM;
     for (int y = 0; y < h; y++)
@@ -1120,6 +1172,207 @@ int hx_crf_add_bilateral(struct hx_crf *crf, float sxy, float srgb, const uint8_
         }
     int rc = add_kernel(crf, f, 5, compat);
     free(f);
+    return rc;
+}
+
+/* Largest working window of the pipelined blur (beyond it the passes run one after another). */
+#define BLUR_WINDOW_BYTES ((size_t)4 << 20)
+
+/* ------------------------------------------------------------------------------------------ */
+/* One thread, all labels at once: each iteration makes one pass over the pixels to splat into
+ * every kernel's lattice, blurs each lattice, and one pass that slices every kernel, sums the
+ * messages onto -U in the order the kernels were added and takes the softmax. The same
+ * operations on the same floats as the threaded path, with less memory traffic.
+ * q [n][W] (padding lanes zero), negu [n][L], val[k], nval[k]: [m_k + 1][W]. */
+static inline __attribute__((always_inline)) void
+fused_iteration(const struct hx_crf *c, float *q, const int W, float **val, float **nval,
+                float *b)
+{
+    const int n = c->w * c->h, L = c->labels, nk = c->nk, seq = L <= 2;
+    float *res[HX_CRF_MAX_KERNELS], alpha[HX_CRF_MAX_KERNELS];
+    for (int k = 0; k < nk; k++)
+        alpha[k] = 1.0f / (1.0f + powf(2.0f, (float)-c->k[k].d));
+
+    for (int k = 0; k < nk; k++) {
+        memset(val[k], 0, (size_t)(c->k[k].m + 1) * W * sizeof(float));
+        memset(nval[k], 0, (size_t)W * sizeof(float));
+    }
+    for (int i = 0; i < n; i++) {
+        const float *qi = q + (size_t)i * W;
+        for (int k = 0; k < nk; k++) {
+            const struct lattice *lt = &c->k[k];
+            const int dp = lt->d + 1;
+            const int32_t *off = lt->off + (size_t)i * dp;
+            const float *bary = lt->bary + (size_t)i * dp;
+            float *vk = val[k];
+            if (i + PF_AHEAD < n)
+                for (int r = 0; r < dp; r++)
+                    prefetch_row(vk + (size_t)off[PF_AHEAD * dp + r] * W, W, 1);
+            float x[W];
+            const float nr = lt->nrm[i];
+            for (int l = 0; l < W; l++)
+                x[l] = qi[l] * nr;
+            for (int r = 0; r < dp; r++) {
+                float *v = vk + (size_t)off[r] * W;
+                const float bw = bary[r];
+                for (int l = 0; l < W; l++)
+                    v[l] += bw * x[l];
+            }
+        }
+    }
+    for (int k = 0; k < nk; k++) {
+        const struct lattice *lt = &c->k[k];
+        float *a = val[k], *o = nval[k];
+        /* Pipelined blur: the passes sweep the vertices chunk by chunk, pass j lagging pass
+         * j-1 by G chunks, G*S >= S + reach, so that a pass reads only values its predecessor
+         * has finished and overwrites only values its successor no longer needs. The
+         * passes' working window then stays in cache. Same values as pass after pass. */
+        const int S = 128, G = (S + lt->reach + S - 1) / S, nch = (lt->m + S - 1) / S;
+        const size_t window = ((size_t)lt->d * G + 1) * S * W * 2 * sizeof(float);
+        if (window <= BLUR_WINDOW_BYTES && nch > 2 * G) {
+            for (int step = 0; step < nch + lt->d * G; step++)
+                for (int j = 0; j <= lt->d; j++) {
+                    int ch = step - j * G;
+                    if (ch < 0 || ch >= nch)
+                        continue;
+                    const float *src = j % 2 ? o : a;
+                    float *dst = j % 2 ? a : o;
+                    const int32_t *nb = lt->nb + (size_t)j * lt->m * 2;
+                    const int v1 = (ch + 1) * S < lt->m ? (ch + 1) * S : lt->m;
+                    for (int v = ch * S; v < v1; v++) {
+                        const float *ov = src + (size_t)(v + 1) * W;
+                        const float *n1 = src + (size_t)nb[2 * v] * W;
+                        const float *n2 = src + (size_t)nb[2 * v + 1] * W;
+                        float *nv = dst + (size_t)(v + 1) * W;
+                        for (int l = 0; l < W; l++)
+                            nv[l] = ov[l] + 0.5f * (n1[l] + n2[l]);
+                    }
+                }
+            res[k] = lt->d % 2 ? a : o; /* pass d wrote into a if d is odd */
+            continue;
+        }
+        for (int j = 0; j <= lt->d; j++) {
+            const int32_t *nb = lt->nb + (size_t)j * lt->m * 2;
+            for (int v = 0; v < lt->m; v++) {
+                if (v + PF_AHEAD < lt->m) {
+                    prefetch_row(a + (size_t)nb[2 * (v + PF_AHEAD)] * W, W, 0);
+                    prefetch_row(a + (size_t)nb[2 * (v + PF_AHEAD) + 1] * W, W, 0);
+                }
+                const float *ov = a + (size_t)(v + 1) * W;
+                const float *n1 = a + (size_t)nb[2 * v] * W;
+                const float *n2 = a + (size_t)nb[2 * v + 1] * W;
+                float *nv = o + (size_t)(v + 1) * W;
+                for (int l = 0; l < W; l++)
+                    nv[l] = ov[l] + 0.5f * (n1[l] + n2[l]);
+            }
+            float *t = a;
+            a = o;
+            o = t;
+        }
+        res[k] = a;
+    }
+    for (int i = 0; i < n; i++) {
+        float t[W];
+        const float *nu = c->negu + (size_t)i * L;
+        for (int l = 0; l < W; l++)
+            t[l] = l < L ? nu[l] : 0.0f;
+        for (int k = 0; k < nk; k++) {
+            const struct lattice *lt = &c->k[k];
+            const int dp = lt->d + 1;
+            const int32_t *off = lt->off + (size_t)i * dp;
+            const float *bary = lt->bary + (size_t)i * dp;
+            const float al = alpha[k], negw = -lt->w, nr = lt->nrm[i];
+            const float *vk = res[k];
+            if (i + PF_AHEAD < n)
+                for (int r = 0; r < dp; r++)
+                    prefetch_row(vk + (size_t)off[PF_AHEAD * dp + r] * W, W, 0);
+            float acc[W];
+            for (int l = 0; l < W; l++)
+                acc[l] = 0.0f;
+            for (int r = 0; r < dp; r++) {
+                const float *v = vk + (size_t)off[r] * W;
+                const float bw = bary[r];
+                if (seq) {
+                    for (int l = 0; l < W; l++)
+                        acc[l] += bw * v[l] * al;
+                } else {
+                    const float ba = bw * al;
+                    for (int l = 0; l < W; l++)
+                        acc[l] += ba * v[l];
+                }
+            }
+            for (int l = 0; l < W; l++)
+                t[l] = t[l] - negw * (acc[l] * nr);
+        }
+        softmax_one(t, q + (size_t)i * W, L <= W ? L : W, b); /* L <= W always */
+    }
+}
+
+#define FUSED_W(WW)                                                                           \
+    static void fused_iteration_##WW(const struct hx_crf *c, float *q, float **val,           \
+                                     float **nval, float *b)                                  \
+    {                                                                                         \
+        fused_iteration(c, q, WW, val, nval, b);                                              \
+    }
+FUSED_W(1)
+FUSED_W(2)
+FUSED_W(4)
+FUSED_W(8)
+FUSED_W(12)
+FUSED_W(16)
+FUSED_W(20)
+FUSED_W(24)
+FUSED_W(32)
+
+static void fused_iteration_any(const struct hx_crf *c, float *q, int W, float **val,
+                                float **nval, float *b)
+{
+    switch (W) {
+    case 1: fused_iteration_1(c, q, val, nval, b); break;
+    case 2: fused_iteration_2(c, q, val, nval, b); break;
+    case 4: fused_iteration_4(c, q, val, nval, b); break;
+    case 8: fused_iteration_8(c, q, val, nval, b); break;
+    case 12: fused_iteration_12(c, q, val, nval, b); break;
+    case 16: fused_iteration_16(c, q, val, nval, b); break;
+    case 20: fused_iteration_20(c, q, val, nval, b); break;
+    case 24: fused_iteration_24(c, q, val, nval, b); break;
+    case 32: fused_iteration_32(c, q, val, nval, b); break;
+    default: fused_iteration(c, q, W, val, nval, b); break;
+    }
+}
+
+/* The whole inference on the calling thread (hx_crf_infer with one thread). */
+static int infer_fused(const struct hx_crf *c, int iters, float *out)
+{
+    const int n = c->w * c->h, L = c->labels, W = L <= 2 ? L : (L + 3) / 4 * 4;
+    int rc = 0;
+    float *q = big_calloc((size_t)n * W, sizeof *q, "crf Q");
+    float *b = hx_malloc((size_t)L * sizeof *b, "crf softmax scratch");
+    float *val[HX_CRF_MAX_KERNELS] = {0}, *nval[HX_CRF_MAX_KERNELS] = {0};
+    if (!q || !b) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    for (int k = 0; k < c->nk; k++) {
+        val[k] = big_malloc((size_t)2 * (c->k[k].m + 1) * W * sizeof(float), "crf lattice values");
+        if (!val[k]) {
+            rc = HX_ENOMEM;
+            goto done;
+        }
+        nval[k] = val[k] + (size_t)(c->k[k].m + 1) * W;
+    }
+    for (int i = 0; i < n; i++)
+        softmax_one(c->negu + (size_t)i * L, q + (size_t)i * W, L, b);
+    for (int it = 0; it < iters; it++)
+        fused_iteration_any(c, q, W, val, nval, b);
+    for (int l = 0; l < L; l++)
+        for (int i = 0; i < n; i++)
+            out[(size_t)l * n + i] = q[(size_t)i * W + l];
+done:
+    for (int k = 0; k < c->nk; k++)
+        free(val[k]);
+    free(q);
+    free(b);
     return rc;
 }
 
@@ -1199,6 +1452,8 @@ int hx_crf_infer(struct hx_crf *crf, int iters, float *q)
     int nt = crf->threads;
     if (nt > n)
         nt = n;
+    if (nt <= 1)
+        return infer_fused(crf, iters, q);
     struct infer_job jobs[HX_CRF_MAX_THREADS];
     pthread_t tid[HX_CRF_MAX_THREADS];
     int started = 0, have_bar = 0;
@@ -1233,8 +1488,8 @@ int hx_crf_infer(struct hx_crf *crf, int iters, float *q)
         j->p1 = (int)((int64_t)n * (t + 1) / nt);
     }
 
-    qb = hx_calloc((size_t)n * ld, sizeof *qb, "crf Q");
-    tb = hx_calloc((size_t)n * ld, sizeof *tb, "crf messages");
+    qb = big_calloc((size_t)n * ld, sizeof *qb, "crf Q");
+    tb = big_calloc((size_t)n * ld, sizeof *tb, "crf messages");
     if (!qb || !tb) {
         rc = HX_ENOMEM;
         goto done;
@@ -1254,7 +1509,7 @@ int hx_crf_infer(struct hx_crf *crf, int iters, float *q)
             goto done;
         }
         if (j->nl && crf->nk) {
-            j->val = hx_malloc((size_t)2 * (maxm + 1) * j->W * sizeof *j->val,
+            j->val = big_malloc((size_t)2 * (maxm + 1) * j->W * sizeof *j->val,
                                "crf lattice values");
             if (!j->val) {
                 rc = HX_ENOMEM;
