@@ -818,6 +818,10 @@ done:
 /* Lattice values are reached through index tables (scatter in the splat, neighbours in the
  * blur, gather in the slice): fetching them a few steps ahead hides most of the misses. */
 #define PF_AHEAD 12
+/* ... but only for lattices that do not fit in cache: otherwise the prefetches cost more than
+ * the misses they hide. */
+#define PF_MIN_BYTES ((size_t)1 << 20)
+#define LATTICE_BIG(lt, W) ((size_t)((lt)->m + 1) * (W) * sizeof(float) > PF_MIN_BYTES)
 
 static inline void prefetch_row(const float *p, int w, int write)
 {
@@ -848,13 +852,14 @@ lattice_message(const struct lattice *L, const float *q, float *tmp, int ld, int
     const float *bary = L->bary, *nrm = L->nrm;
     const float alpha = 1.0f / (1.0f + powf(2.0f, (float)-d));
     const float negw = -L->w;
+    const int big = LATTICE_BIG(L, W);
 
     memset(val, 0, (size_t)(m + 1) * W * sizeof *val);
     memset(nval, 0, (size_t)W * sizeof *nval); /* the zero vertex of the other buffer */
 
     /* splat */
     for (int i = 0; i < n; i++) {
-        if (i + PF_AHEAD < n)
+        if (big && i + PF_AHEAD < n)
             for (int r = 0; r < dp; r++)
                 prefetch_row(val + (size_t)off[(size_t)(i + PF_AHEAD) * dp + r] * W, W, 1);
         float x[W];
@@ -873,7 +878,7 @@ lattice_message(const struct lattice *L, const float *q, float *tmp, int ld, int
     for (int j = 0; j <= d; j++) {
         const int32_t *nb = L->nb + (size_t)j * m * 2;
         for (int v = 0; v < m; v++) {
-            if (v + PF_AHEAD < m) {
+            if (big && v + PF_AHEAD < m) {
                 prefetch_row(val + (size_t)nb[2 * (v + PF_AHEAD)] * W, W, 0);
                 prefetch_row(val + (size_t)nb[2 * (v + PF_AHEAD) + 1] * W, W, 0);
             }
@@ -891,7 +896,7 @@ lattice_message(const struct lattice *L, const float *q, float *tmp, int ld, int
 
     /* slice, normalise, Potts, accumulate */
     for (int i = 0; i < n; i++) {
-        if (i + PF_AHEAD < n)
+        if (big && i + PF_AHEAD < n)
             for (int r = 0; r < dp; r++)
                 prefetch_row(val + (size_t)off[(size_t)(i + PF_AHEAD) * dp + r] * W, W, 0);
         float acc[W];
@@ -1021,7 +1026,7 @@ static inline void softmax_one(const float *restrict t, float *restrict q, int L
     for (int l = 0; l < np; l++)
         b[l] = exp_cephes(b[l]);
     for (int l = np; l < L; l++)
-        b[l] = expf(b[l]);
+        b[l] = b[l] == 0.0f ? 1.0f : expf(b[l]); /* the maximum's term is exp(0) = 1 */
     float s = eigen_sum(b, L);
     for (int l = 0; l < L; l++)
         q[l] = b[l] / s;
@@ -1190,8 +1195,11 @@ fused_iteration(const struct hx_crf *c, float *q, const int W, float **val, floa
 {
     const int n = c->w * c->h, L = c->labels, nk = c->nk, seq = L <= 2;
     float *res[HX_CRF_MAX_KERNELS], alpha[HX_CRF_MAX_KERNELS];
-    for (int k = 0; k < nk; k++)
+    int big[HX_CRF_MAX_KERNELS];
+    for (int k = 0; k < nk; k++) {
         alpha[k] = 1.0f / (1.0f + powf(2.0f, (float)-c->k[k].d));
+        big[k] = LATTICE_BIG(&c->k[k], W);
+    }
 
     for (int k = 0; k < nk; k++) {
         memset(val[k], 0, (size_t)(c->k[k].m + 1) * W * sizeof(float));
@@ -1205,7 +1213,7 @@ fused_iteration(const struct hx_crf *c, float *q, const int W, float **val, floa
             const int32_t *off = lt->off + (size_t)i * dp;
             const float *bary = lt->bary + (size_t)i * dp;
             float *vk = val[k];
-            if (i + PF_AHEAD < n)
+            if (big[k] && i + PF_AHEAD < n)
                 for (int r = 0; r < dp; r++)
                     prefetch_row(vk + (size_t)off[PF_AHEAD * dp + r] * W, W, 1);
             float x[W];
@@ -1254,7 +1262,7 @@ fused_iteration(const struct hx_crf *c, float *q, const int W, float **val, floa
         for (int j = 0; j <= lt->d; j++) {
             const int32_t *nb = lt->nb + (size_t)j * lt->m * 2;
             for (int v = 0; v < lt->m; v++) {
-                if (v + PF_AHEAD < lt->m) {
+                if (big[k] && v + PF_AHEAD < lt->m) {
                     prefetch_row(a + (size_t)nb[2 * (v + PF_AHEAD)] * W, W, 0);
                     prefetch_row(a + (size_t)nb[2 * (v + PF_AHEAD) + 1] * W, W, 0);
                 }
@@ -1283,7 +1291,7 @@ fused_iteration(const struct hx_crf *c, float *q, const int W, float **val, floa
             const float *bary = lt->bary + (size_t)i * dp;
             const float al = alpha[k], negw = -lt->w, nr = lt->nrm[i];
             const float *vk = res[k];
-            if (i + PF_AHEAD < n)
+            if (big[k] && i + PF_AHEAD < n)
                 for (int r = 0; r < dp; r++)
                     prefetch_row(vk + (size_t)off[PF_AHEAD * dp + r] * W, W, 0);
             float acc[W];
