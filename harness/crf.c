@@ -815,6 +815,15 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* The hot loops are also compiled for AVX2 (without FMA, which would change the roundings)
+ * and chosen at load time on CPUs that have it; the arithmetic is the same on either. */
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__)) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define HOT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define HOT_CLONES
+#endif
+
 /* Lattice values are reached through index tables (scatter in the splat, neighbours in the
  * blur, gather in the slice): fetching them a few steps ahead hides most of the misses. */
 #define PF_AHEAD 12
@@ -921,7 +930,7 @@ lattice_message(const struct lattice *L, const float *q, float *tmp, int ld, int
 }
 
 #define MESSAGE_W(WW)                                                                         \
-    static void lattice_message_##WW(const struct lattice *L, const float *q, float *tmp,     \
+    HOT_CLONES static void lattice_message_##WW(const struct lattice *L, const float *q, float *tmp,     \
                                      int ld, int l0, int seq, float *val, float *nval)        \
     {                                                                                         \
         lattice_message(L, q, tmp, ld, l0, WW, seq, val, nval);                               \
@@ -1317,7 +1326,7 @@ fused_iteration(const struct hx_crf *c, float *q, const int W, float **val, floa
 }
 
 #define FUSED_W(WW)                                                                           \
-    static void fused_iteration_##WW(const struct hx_crf *c, float *q, float **val,           \
+    HOT_CLONES static void fused_iteration_##WW(const struct hx_crf *c, float *q, float **val,           \
                                      float **nval, float *b)                                  \
     {                                                                                         \
         fused_iteration(c, q, WW, val, nval, b);                                              \
@@ -1330,7 +1339,22 @@ FUSED_W(12)
 FUSED_W(16)
 FUSED_W(20)
 FUSED_W(24)
+FUSED_W(21)
 FUSED_W(32)
+
+HOT_CLONES static void fused_iteration_gen(const struct hx_crf *c, float *q, int W, float **val,
+                                          float **nval, float *b)
+{
+    fused_iteration(c, q, W, val, nval, b);
+}
+
+/* Lanes per label vector: the labels themselves for the widths compiled in (21: VOC with
+ * background, CLIP-as-RNN's main setting), else padded to a multiple of 4. Memory traffic
+ * grows with the lanes, so padding is avoided where a width has its own code. */
+static int fused_width(int L)
+{
+    return L <= 2 || L == 21 ? L : (L + 3) / 4 * 4;
+}
 
 static void fused_iteration_any(const struct hx_crf *c, float *q, int W, float **val,
                                 float **nval, float *b)
@@ -1344,15 +1368,16 @@ static void fused_iteration_any(const struct hx_crf *c, float *q, int W, float *
     case 16: fused_iteration_16(c, q, val, nval, b); break;
     case 20: fused_iteration_20(c, q, val, nval, b); break;
     case 24: fused_iteration_24(c, q, val, nval, b); break;
+    case 21: fused_iteration_21(c, q, val, nval, b); break;
     case 32: fused_iteration_32(c, q, val, nval, b); break;
-    default: fused_iteration(c, q, W, val, nval, b); break;
+    default: fused_iteration_gen(c, q, W, val, nval, b); break;
     }
 }
 
 /* The whole inference on the calling thread (hx_crf_infer with one thread). */
 static int infer_fused(const struct hx_crf *c, int iters, float *out)
 {
-    const int n = c->w * c->h, L = c->labels, W = L <= 2 ? L : (L + 3) / 4 * 4;
+    const int n = c->w * c->h, L = c->labels, W = fused_width(L);
     int rc = 0;
     float *q = big_calloc((size_t)n * W, sizeof *q, "crf Q");
     float *b = hx_malloc((size_t)L * sizeof *b, "crf softmax scratch");
