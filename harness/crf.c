@@ -847,119 +847,6 @@ static inline void prefetch_row(const float *p, int w, int write)
         __builtin_prefetch(p + 16, write);
 }
 
-/* One kernel's message for a range of labels:
- *   tmp[i][l0+k] -= (-w) * (nrm[i] * K(nrm * q[.][l0+k])[i])   for k < W,
- * q and tmp [n][ld] with l0 + W <= ld. `seq`: the label count is <= 2, where the reference
- * slices as (b*v)*alpha, otherwise as (b*alpha)*v. val, nval: [m+1][W] scratch.
- * Always inlined so that each constant width gets its own unrolled, vectorised loops. */
-static inline __attribute__((always_inline)) void
-lattice_message(const struct lattice *L, const float *q, float *tmp, int ld, int l0, const int W,
-                int seq, float *val, float *nval)
-{
-    const int d = L->d, dp = d + 1, n = L->n, m = L->m;
-    const int32_t *off = L->off;
-    const float *bary = L->bary, *nrm = L->nrm;
-    const float alpha = 1.0f / (1.0f + powf(2.0f, (float)-d));
-    const float negw = -L->w;
-    const int big = LATTICE_BIG(L, W);
-
-    memset(val, 0, (size_t)(m + 1) * W * sizeof *val);
-    memset(nval, 0, (size_t)W * sizeof *nval); /* the zero vertex of the other buffer */
-
-    /* splat */
-    for (int i = 0; i < n; i++) {
-        if (big && i + PF_AHEAD < n)
-            for (int r = 0; r < dp; r++)
-                prefetch_row(val + (size_t)off[(size_t)(i + PF_AHEAD) * dp + r] * W, W, 1);
-        float x[W];
-        const float *qi = q + (size_t)i * ld + l0;
-        for (int k = 0; k < W; k++)
-            x[k] = qi[k] * nrm[i];
-        for (int r = 0; r < dp; r++) {
-            float *v = val + (size_t)off[(size_t)i * dp + r] * W;
-            const float b = bary[(size_t)i * dp + r];
-            for (int k = 0; k < W; k++)
-                v[k] += b * x[k];
-        }
-    }
-
-    /* blur: Jacobi along each axis, [0.5 1 0.5] */
-    for (int j = 0; j <= d; j++) {
-        const int32_t *nb = L->nb + (size_t)j * m * 2;
-        for (int v = 0; v < m; v++) {
-            if (big && v + PF_AHEAD < m) {
-                prefetch_row(val + (size_t)nb[2 * (v + PF_AHEAD)] * W, W, 0);
-                prefetch_row(val + (size_t)nb[2 * (v + PF_AHEAD) + 1] * W, W, 0);
-            }
-            const float *o = val + (size_t)(v + 1) * W;
-            const float *a = val + (size_t)nb[2 * v] * W;
-            const float *c = val + (size_t)nb[2 * v + 1] * W;
-            float *nv = nval + (size_t)(v + 1) * W;
-            for (int k = 0; k < W; k++)
-                nv[k] = o[k] + 0.5f * (a[k] + c[k]);
-        }
-        float *t = val;
-        val = nval;
-        nval = t;
-    }
-
-    /* slice, normalise, Potts, accumulate */
-    for (int i = 0; i < n; i++) {
-        if (big && i + PF_AHEAD < n)
-            for (int r = 0; r < dp; r++)
-                prefetch_row(val + (size_t)off[(size_t)(i + PF_AHEAD) * dp + r] * W, W, 0);
-        float acc[W];
-        for (int k = 0; k < W; k++)
-            acc[k] = 0.0f;
-        for (int r = 0; r < dp; r++) {
-            const float *v = val + (size_t)off[(size_t)i * dp + r] * W;
-            const float b = bary[(size_t)i * dp + r];
-            if (seq) {
-                for (int k = 0; k < W; k++)
-                    acc[k] += b * v[k] * alpha;
-            } else {
-                const float ba = b * alpha;
-                for (int k = 0; k < W; k++)
-                    acc[k] += ba * v[k];
-            }
-        }
-        float *ti = tmp + (size_t)i * ld + l0;
-        for (int k = 0; k < W; k++)
-            ti[k] = ti[k] - negw * (acc[k] * nrm[i]);
-    }
-}
-
-#define MESSAGE_W(WW)                                                                         \
-    HOT_CLONES static void lattice_message_##WW(const struct lattice *L, const float *q, float *tmp,     \
-                                     int ld, int l0, int seq, float *val, float *nval)        \
-    {                                                                                         \
-        lattice_message(L, q, tmp, ld, l0, WW, seq, val, nval);                               \
-    }
-MESSAGE_W(1)
-MESSAGE_W(2)
-MESSAGE_W(4)
-MESSAGE_W(8)
-MESSAGE_W(12)
-MESSAGE_W(16)
-MESSAGE_W(24)
-MESSAGE_W(32)
-
-static void lattice_message_any(const struct lattice *L, const float *q, float *tmp, int ld,
-                                int l0, int W, int seq, float *val, float *nval)
-{
-    switch (W) {
-    case 1: lattice_message_1(L, q, tmp, ld, l0, seq, val, nval); break;
-    case 2: lattice_message_2(L, q, tmp, ld, l0, seq, val, nval); break;
-    case 4: lattice_message_4(L, q, tmp, ld, l0, seq, val, nval); break;
-    case 8: lattice_message_8(L, q, tmp, ld, l0, seq, val, nval); break;
-    case 12: lattice_message_12(L, q, tmp, ld, l0, seq, val, nval); break;
-    case 16: lattice_message_16(L, q, tmp, ld, l0, seq, val, nval); break;
-    case 24: lattice_message_24(L, q, tmp, ld, l0, seq, val, nval); break;
-    case 32: lattice_message_32(L, q, tmp, ld, l0, seq, val, nval); break;
-    default: lattice_message(L, q, tmp, ld, l0, W, seq, val, nval); break;
-    }
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* Softmax over labels as Eigen 3.3 computes expAndNormalize on x86-64 (SSE2). */
 
@@ -1027,8 +914,15 @@ static inline void softmax_one(const float *restrict t, float *restrict q, int L
                                float *restrict b)
 {
     const int np = L / 4 * 4;
-    float mx = t[0];
-    for (int l = 1; l < L; l++)
+    /* the maximum, in any order: four running maxima let the loop vectorise */
+    float m4[4] = {t[0], t[0], t[0], t[0]};
+    for (int l = 0; l < np; l += 4)
+        for (int k = 0; k < 4; k++)
+            m4[k] = t[l + k] > m4[k] ? t[l + k] : m4[k];
+    float mx = m4[0] > m4[1] ? m4[0] : m4[1];
+    mx = m4[2] > mx ? m4[2] : mx;
+    mx = m4[3] > mx ? m4[3] : mx;
+    for (int l = np; l < L; l++)
         mx = t[l] > mx ? t[l] : mx;
     for (int l = 0; l < L; l++)
         b[l] = t[l] - mx;
@@ -1039,18 +933,6 @@ static inline void softmax_one(const float *restrict t, float *restrict q, int L
     float s = eigen_sum(b, L);
     for (int l = 0; l < L; l++)
         q[l] = b[l] / s;
-}
-
-/* q[i] = softmax(t[i]) for pixels [p0, p1), then t[i] = -U[i] (ready for the next messages);
- * t, q [n][ld]; negu [n][L]; b: [L] scratch. */
-static void softmax_rows(const float *restrict negu, float *restrict t, float *restrict q, int ld,
-                         int L, int p0, int p1, float *restrict b)
-{
-    for (int i = p0; i < p1; i++) {
-        float *ti = t + (size_t)i * ld;
-        softmax_one(ti, q + (size_t)i * ld, L, b);
-        memcpy(ti, negu + (size_t)i * L, (size_t)L * sizeof *ti);
-    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1193,53 +1075,67 @@ int hx_crf_add_bilateral(struct hx_crf *crf, float sxy, float srgb, const uint8_
 #define BLUR_WINDOW_BYTES ((size_t)4 << 20)
 
 /* ------------------------------------------------------------------------------------------ */
-/* One thread, all labels at once: each iteration makes one pass over the pixels to splat into
- * every kernel's lattice, blurs each lattice, and one pass that slices every kernel, sums the
- * messages onto -U in the order the kernels were added and takes the softmax. The same
- * operations on the same floats as the threaded path, with less memory traffic.
- * q [n][W] (padding lanes zero), negu [n][L], val[k], nval[k]: [m_k + 1][W]. */
-static inline __attribute__((always_inline)) void
-fused_iteration(const struct hx_crf *c, float *q, const int W, float **val, float **nval,
-                float *b)
-{
-    const int n = c->w * c->h, L = c->labels, nk = c->nk, seq = L <= 2;
-    float *res[HX_CRF_MAX_KERNELS], alpha[HX_CRF_MAX_KERNELS];
-    int big[HX_CRF_MAX_KERNELS];
-    for (int k = 0; k < nk; k++) {
-        alpha[k] = 1.0f / (1.0f + powf(2.0f, (float)-c->k[k].d));
-        big[k] = LATTICE_BIG(&c->k[k], W);
-    }
+/* Inference. Label vectors are rows of W lanes (W >= labels, padding lanes zero), Q [n][W];
+ * lattice values [m_k + 1][W]. An iteration has two phases:
+ *   0. splat Q into a kernel's lattice (one pass over the pixels for all the kernels a thread
+ *      owns: kernel k belongs to thread k mod nt) and blur it;
+ *   1. for each pixel (threads share the pixels): slice every kernel, add the messages to -U
+ *      in the order the kernels were added, take the softmax into Q.
+ * Each kernel's splat stays on one thread in pixel order, so every value is computed by the
+ * same operations in the same order whatever the thread count. */
 
+struct fused_ctx {
+    const struct hx_crf *c;
+    float *q;                        /* [n][W] */
+    int W;
+    float *val[HX_CRF_MAX_KERNELS];  /* [m_k + 1][W] x 2 (ping-pong) */
+    float *nval[HX_CRF_MAX_KERNELS];
+    float *res[HX_CRF_MAX_KERNELS];  /* the blurred values, set in phase 0 */
+};
+
+static inline __attribute__((always_inline)) void
+fused_phase0(struct fused_ctx *x, const int W, int tid, int nt)
+{
+    const struct hx_crf *c = x->c;
+    const int n = c->w * c->h, nk = c->nk;
+    const float *q = x->q;
+    int big[HX_CRF_MAX_KERNELS], mine = 0;
     for (int k = 0; k < nk; k++) {
-        memset(val[k], 0, (size_t)(c->k[k].m + 1) * W * sizeof(float));
-        memset(nval[k], 0, (size_t)W * sizeof(float));
+        big[k] = LATTICE_BIG(&c->k[k], W);
+        if (k % nt == tid) {
+            memset(x->val[k], 0, (size_t)(c->k[k].m + 1) * W * sizeof(float));
+            memset(x->nval[k], 0, (size_t)W * sizeof(float));
+            mine++;
+        }
     }
+    if (!mine)
+        return;
     for (int i = 0; i < n; i++) {
         const float *qi = q + (size_t)i * W;
-        for (int k = 0; k < nk; k++) {
+        for (int k = tid; k < nk; k += nt) {
             const struct lattice *lt = &c->k[k];
             const int dp = lt->d + 1;
             const int32_t *off = lt->off + (size_t)i * dp;
             const float *bary = lt->bary + (size_t)i * dp;
-            float *vk = val[k];
+            float *vk = x->val[k];
             if (big[k] && i + PF_AHEAD < n)
                 for (int r = 0; r < dp; r++)
                     prefetch_row(vk + (size_t)off[PF_AHEAD * dp + r] * W, W, 1);
-            float x[W];
+            float xs[W];
             const float nr = lt->nrm[i];
             for (int l = 0; l < W; l++)
-                x[l] = qi[l] * nr;
+                xs[l] = qi[l] * nr;
             for (int r = 0; r < dp; r++) {
                 float *v = vk + (size_t)off[r] * W;
                 const float bw = bary[r];
                 for (int l = 0; l < W; l++)
-                    v[l] += bw * x[l];
+                    v[l] += bw * xs[l];
             }
         }
     }
-    for (int k = 0; k < nk; k++) {
+    for (int k = tid; k < nk; k += nt) {
         const struct lattice *lt = &c->k[k];
-        float *a = val[k], *o = nval[k];
+        float *a = x->val[k], *o = x->nval[k];
         /* Pipelined blur: the passes sweep the vertices chunk by chunk, pass j lagging pass
          * j-1 by G chunks, G*S >= S + reach, so that a pass reads only values its predecessor
          * has finished and overwrites only values its successor no longer needs. The
@@ -1265,7 +1161,7 @@ fused_iteration(const struct hx_crf *c, float *q, const int W, float **val, floa
                             nv[l] = ov[l] + 0.5f * (n1[l] + n2[l]);
                     }
                 }
-            res[k] = lt->d % 2 ? a : o; /* pass d wrote into a if d is odd */
+            x->res[k] = lt->d % 2 ? a : o; /* pass d wrote into a if d is odd */
             continue;
         }
         for (int j = 0; j <= lt->d; j++) {
@@ -1286,9 +1182,23 @@ fused_iteration(const struct hx_crf *c, float *q, const int W, float **val, floa
             a = o;
             o = t;
         }
-        res[k] = a;
+        x->res[k] = a;
     }
-    for (int i = 0; i < n; i++) {
+}
+
+/* b: [labels] scratch of the calling thread. */
+static inline __attribute__((always_inline)) void
+fused_phase1(struct fused_ctx *x, const int W, int p0, int p1, float *b)
+{
+    const struct hx_crf *c = x->c;
+    const int n = c->w * c->h, L = c->labels, nk = c->nk, seq = L <= 2;
+    float alpha[HX_CRF_MAX_KERNELS];
+    int big[HX_CRF_MAX_KERNELS];
+    for (int k = 0; k < nk; k++) {
+        alpha[k] = 1.0f / (1.0f + powf(2.0f, (float)-c->k[k].d));
+        big[k] = LATTICE_BIG(&c->k[k], W);
+    }
+    for (int i = p0; i < p1; i++) {
         float t[W];
         const float *nu = c->negu + (size_t)i * L;
         for (int l = 0; l < W; l++)
@@ -1299,7 +1209,7 @@ fused_iteration(const struct hx_crf *c, float *q, const int W, float **val, floa
             const int32_t *off = lt->off + (size_t)i * dp;
             const float *bary = lt->bary + (size_t)i * dp;
             const float al = alpha[k], negw = -lt->w, nr = lt->nrm[i];
-            const float *vk = res[k];
+            const float *vk = x->res[k];
             if (big[k] && i + PF_AHEAD < n)
                 for (int r = 0; r < dp; r++)
                     prefetch_row(vk + (size_t)off[PF_AHEAD * dp + r] * W, W, 0);
@@ -1321,15 +1231,18 @@ fused_iteration(const struct hx_crf *c, float *q, const int W, float **val, floa
             for (int l = 0; l < W; l++)
                 t[l] = t[l] - negw * (acc[l] * nr);
         }
-        softmax_one(t, q + (size_t)i * W, L <= W ? L : W, b); /* L <= W always */
+        softmax_one(t, x->q + (size_t)i * W, L <= W ? L : W, b); /* L <= W always */
     }
 }
 
 #define FUSED_W(WW)                                                                           \
-    HOT_CLONES static void fused_iteration_##WW(const struct hx_crf *c, float *q, float **val,           \
-                                     float **nval, float *b)                                  \
+    HOT_CLONES static void fused_phase0_##WW(struct fused_ctx *x, int tid, int nt)            \
     {                                                                                         \
-        fused_iteration(c, q, WW, val, nval, b);                                              \
+        fused_phase0(x, WW, tid, nt);                                                         \
+    }                                                                                         \
+    HOT_CLONES static void fused_phase1_##WW(struct fused_ctx *x, int p0, int p1, float *b)   \
+    {                                                                                         \
+        fused_phase1(x, WW, p0, p1, b);                                                       \
     }
 FUSED_W(1)
 FUSED_W(2)
@@ -1338,14 +1251,18 @@ FUSED_W(8)
 FUSED_W(12)
 FUSED_W(16)
 FUSED_W(20)
-FUSED_W(24)
 FUSED_W(21)
+FUSED_W(24)
 FUSED_W(32)
 
-HOT_CLONES static void fused_iteration_gen(const struct hx_crf *c, float *q, int W, float **val,
-                                          float **nval, float *b)
+HOT_CLONES static void fused_phase0_gen(struct fused_ctx *x, int tid, int nt)
 {
-    fused_iteration(c, q, W, val, nval, b);
+    fused_phase0(x, x->W, tid, nt);
+}
+
+HOT_CLONES static void fused_phase1_gen(struct fused_ctx *x, int p0, int p1, float *b)
+{
+    fused_phase1(x, x->W, p0, p1, b);
 }
 
 /* Lanes per label vector: the labels themselves for the widths compiled in (21: VOC with
@@ -1356,75 +1273,30 @@ static int fused_width(int L)
     return L <= 2 || L == 21 ? L : (L + 3) / 4 * 4;
 }
 
-static void fused_iteration_any(const struct hx_crf *c, float *q, int W, float **val,
-                                float **nval, float *b)
-{
-    switch (W) {
-    case 1: fused_iteration_1(c, q, val, nval, b); break;
-    case 2: fused_iteration_2(c, q, val, nval, b); break;
-    case 4: fused_iteration_4(c, q, val, nval, b); break;
-    case 8: fused_iteration_8(c, q, val, nval, b); break;
-    case 12: fused_iteration_12(c, q, val, nval, b); break;
-    case 16: fused_iteration_16(c, q, val, nval, b); break;
-    case 20: fused_iteration_20(c, q, val, nval, b); break;
-    case 24: fused_iteration_24(c, q, val, nval, b); break;
-    case 21: fused_iteration_21(c, q, val, nval, b); break;
-    case 32: fused_iteration_32(c, q, val, nval, b); break;
-    default: fused_iteration_gen(c, q, W, val, nval, b); break;
+#define FUSED_CASES(PH, ...)                                                                  \
+    switch (x->W) {                                                                           \
+    case 1: fused_##PH##_1(x, __VA_ARGS__); break;                                            \
+    case 2: fused_##PH##_2(x, __VA_ARGS__); break;                                            \
+    case 4: fused_##PH##_4(x, __VA_ARGS__); break;                                            \
+    case 8: fused_##PH##_8(x, __VA_ARGS__); break;                                            \
+    case 12: fused_##PH##_12(x, __VA_ARGS__); break;                                          \
+    case 16: fused_##PH##_16(x, __VA_ARGS__); break;                                          \
+    case 20: fused_##PH##_20(x, __VA_ARGS__); break;                                          \
+    case 21: fused_##PH##_21(x, __VA_ARGS__); break;                                          \
+    case 24: fused_##PH##_24(x, __VA_ARGS__); break;                                          \
+    case 32: fused_##PH##_32(x, __VA_ARGS__); break;                                          \
+    default: fused_##PH##_gen(x, __VA_ARGS__); break;                                         \
     }
+
+static void phase0(struct fused_ctx *x, int tid, int nt)
+{
+    FUSED_CASES(phase0, tid, nt)
 }
 
-/* The whole inference on the calling thread (hx_crf_infer with one thread). */
-static int infer_fused(const struct hx_crf *c, int iters, float *out)
+static void phase1(struct fused_ctx *x, int p0, int p1, float *b)
 {
-    const int n = c->w * c->h, L = c->labels, W = fused_width(L);
-    int rc = 0;
-    float *q = big_calloc((size_t)n * W, sizeof *q, "crf Q");
-    float *b = hx_malloc((size_t)L * sizeof *b, "crf softmax scratch");
-    float *val[HX_CRF_MAX_KERNELS] = {0}, *nval[HX_CRF_MAX_KERNELS] = {0};
-    if (!q || !b) {
-        rc = HX_ENOMEM;
-        goto done;
-    }
-    for (int k = 0; k < c->nk; k++) {
-        val[k] = big_malloc((size_t)2 * (c->k[k].m + 1) * W * sizeof(float), "crf lattice values");
-        if (!val[k]) {
-            rc = HX_ENOMEM;
-            goto done;
-        }
-        nval[k] = val[k] + (size_t)(c->k[k].m + 1) * W;
-    }
-    for (int i = 0; i < n; i++)
-        softmax_one(c->negu + (size_t)i * L, q + (size_t)i * W, L, b);
-    for (int it = 0; it < iters; it++)
-        fused_iteration_any(c, q, W, val, nval, b);
-    for (int l = 0; l < L; l++)
-        for (int i = 0; i < n; i++)
-            out[(size_t)l * n + i] = q[(size_t)i * W + l];
-done:
-    for (int k = 0; k < c->nk; k++)
-        free(val[k]);
-    free(q);
-    free(b);
-    return rc;
+    FUSED_CASES(phase1, p0, p1, b)
 }
-
-/* ------------------------------------------------------------------------------------------ */
-/* Inference. Thread t owns the labels [l0, l0 + nl) of every kernel's message (width W lanes,
- * l0 + W <= ld) and the pixels [p0, p1) of the softmax; barriers separate the phases. */
-
-struct infer_job {
-    const struct hx_crf *c;
-    float *q, *tmp;   /* [n][ld] shared */
-    int ld, iters;
-    int l0, nl;       /* labels [l0, l0 + nl) of this thread (nl == 0: none) */
-    int B, W;         /* labels per block; lanes of the widest block */
-    int p0, p1;
-    float *val, *nval; /* [max m + 1][W] */
-    float *b;          /* [labels] */
-    pthread_barrier_t *bar;
-    struct gate *gate; /* started threads wait here until all could be started */
-};
 
 struct gate {
     pthread_mutex_t mu;
@@ -1432,18 +1304,19 @@ struct gate {
     int state; /* 0 wait, 1 go, -1 give up */
 };
 
-/* Lanes of a block of nb labels starting at b0: the block itself, padded to a multiple of 4
- * when it is the last one (its padding lanes fall on columns >= labels). */
-static int block_width(int b0, int nb, int L)
-{
-    return b0 + nb < L || nb <= 2 ? nb : (nb + 3) / 4 * 4;
-}
+struct infer_job {
+    struct fused_ctx *x;
+    int tid, nt, iters, p0, p1;
+    float *b;                /* [labels] */
+    pthread_barrier_t *bar;  /* NULL with one thread */
+    struct gate *gate;       /* started threads wait here until all could be started */
+};
 
 static void *infer_run(void *arg)
 {
     struct infer_job *j = arg;
-    const struct hx_crf *c = j->c;
-    const int L = c->labels;
+    const struct hx_crf *c = j->x->c;
+    const int L = c->labels, W = j->x->W;
     if (j->gate) {
         pthread_mutex_lock(&j->gate->mu);
         while (!j->gate->state)
@@ -1453,22 +1326,15 @@ static void *infer_run(void *arg)
         if (!go)
             return NULL;
     }
-    softmax_rows(c->negu, j->tmp, j->q, j->ld, L, j->p0, j->p1, j->b);
-    if (j->bar)
-        pthread_barrier_wait(j->bar);
+    for (int i = j->p0; i < j->p1; i++)
+        softmax_one(c->negu + (size_t)i * L, j->x->q + (size_t)i * W, L, j->b);
     for (int it = 0; it < j->iters; it++) {
-        for (int b0 = j->l0; b0 < j->l0 + j->nl; b0 += j->B) {
-            int nb = j->l0 + j->nl - b0 < j->B ? j->l0 + j->nl - b0 : j->B;
-            int W = block_width(b0, nb, L);
-            for (int k = 0; k < c->nk; k++)
-                lattice_message_any(&c->k[k], j->q, j->tmp, j->ld, b0, W, L <= 2, j->val,
-                                    j->nval);
-        }
         if (j->bar)
             pthread_barrier_wait(j->bar);
-        softmax_rows(c->negu, j->tmp, j->q, j->ld, L, j->p0, j->p1, j->b);
+        phase0(j->x, j->tid, j->nt);
         if (j->bar)
             pthread_barrier_wait(j->bar);
+        phase1(j->x, j->p0, j->p1, j->b);
     }
     return NULL;
 }
@@ -1480,78 +1346,46 @@ int hx_crf_infer(struct hx_crf *crf, int iters, float *q)
     if (iters < 0)
         return hx_err(HX_EINVAL, "crf: %d iterations: must be >= 0", iters);
 
-    int rc = 0;
-    const int L = crf->labels, n = crf->w * crf->h;
-    int nt = crf->threads;
-    if (nt > n)
-        nt = n;
-    if (nt <= 1)
-        return infer_fused(crf, iters, q);
+    int rc = 0, started = 1, have_bar = 0;
+    const int L = crf->labels, n = crf->w * crf->h, W = fused_width(L);
+    int nt = crf->threads < n ? crf->threads : n;
+    struct fused_ctx x;
     struct infer_job jobs[HX_CRF_MAX_THREADS];
     pthread_t tid[HX_CRF_MAX_THREADS];
-    int started = 0, have_bar = 0;
     pthread_barrier_t bar;
     struct gate gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
-    float *qb = NULL, *tb = NULL;
+    memset(&x, 0, sizeof x);
     memset(jobs, 0, sizeof jobs);
-
-    /* label shares: 1, 2 or a multiple of 4 labels, so that only the last share has padding
-     * lanes (which fall on columns >= labels) */
-    int per = (L + nt - 1) / nt;
-    if (per > 2)
-        per = (per + 3) / 4 * 4;
-    int blk = 1 << 20; /* labels per block: all of a thread's share at once */
-    int ld = 1, maxm = 0;
-    for (int k = 0; k < crf->nk; k++)
-        maxm = crf->k[k].m > maxm ? crf->k[k].m : maxm;
-    for (int t = 0; t < nt; t++) {
-        struct infer_job *j = &jobs[t];
-        j->l0 = t * per < L ? t * per : L;
-        j->nl = L - j->l0 < per ? L - j->l0 : per;
-        j->B = blk < j->nl ? blk : j->nl;
-        j->W = j->nl ? block_width(j->l0, j->B, L) : 0;
-        for (int b0 = j->l0; b0 < j->l0 + j->nl; b0 += j->B) {
-            int nb = j->l0 + j->nl - b0 < j->B ? j->l0 + j->nl - b0 : j->B;
-            if (b0 + block_width(b0, nb, L) > ld)
-                ld = b0 + block_width(b0, nb, L);
-            if (block_width(b0, nb, L) > j->W)
-                j->W = block_width(b0, nb, L);
-        }
-        j->p0 = (int)((int64_t)n * t / nt);
-        j->p1 = (int)((int64_t)n * (t + 1) / nt);
-    }
-
-    qb = big_calloc((size_t)n * ld, sizeof *qb, "crf Q");
-    tb = big_calloc((size_t)n * ld, sizeof *tb, "crf messages");
-    if (!qb || !tb) {
+    x.c = crf;
+    x.W = W;
+    x.q = big_calloc((size_t)n * W, sizeof *x.q, "crf Q");
+    if (!x.q) {
         rc = HX_ENOMEM;
         goto done;
     }
-    for (int i = 0; i < n; i++)
-        memcpy(tb + (size_t)i * ld, crf->negu + (size_t)i * L, (size_t)L * sizeof *tb);
+    for (int k = 0; k < crf->nk; k++) {
+        x.val[k] = big_malloc((size_t)2 * (crf->k[k].m + 1) * W * sizeof(float),
+                              "crf lattice values");
+        if (!x.val[k]) {
+            rc = HX_ENOMEM;
+            goto done;
+        }
+        x.nval[k] = x.val[k] + (size_t)(crf->k[k].m + 1) * W;
+    }
     for (int t = 0; t < nt; t++) {
         struct infer_job *j = &jobs[t];
-        j->c = crf;
-        j->q = qb;
-        j->tmp = tb;
-        j->ld = ld;
+        j->x = &x;
+        j->tid = t;
+        j->nt = nt;
         j->iters = iters;
+        j->p0 = (int)((int64_t)n * t / nt);
+        j->p1 = (int)((int64_t)n * (t + 1) / nt);
         j->b = hx_malloc((size_t)L * sizeof *j->b, "crf softmax scratch");
         if (!j->b) {
             rc = HX_ENOMEM;
             goto done;
         }
-        if (j->nl && crf->nk) {
-            j->val = big_malloc((size_t)2 * (maxm + 1) * j->W * sizeof *j->val,
-                               "crf lattice values");
-            if (!j->val) {
-                rc = HX_ENOMEM;
-                goto done;
-            }
-            j->nval = j->val + (size_t)(maxm + 1) * j->W;
-        }
     }
-
     if (nt > 1) {
         if (pthread_barrier_init(&bar, NULL, (unsigned)nt)) {
             rc = hx_err(HX_ENOMEM, "crf: cannot create a thread barrier");
@@ -1582,16 +1416,15 @@ int hx_crf_infer(struct hx_crf *crf, int iters, float *q)
 
     for (int l = 0; l < L; l++)
         for (int i = 0; i < n; i++)
-            q[(size_t)l * n + i] = qb[(size_t)i * ld + l];
+            q[(size_t)l * n + i] = x.q[(size_t)i * W + l];
 
 done:
     if (have_bar)
         pthread_barrier_destroy(&bar);
-    for (int t = 0; t < nt; t++) {
+    for (int t = 0; t < nt; t++)
         free(jobs[t].b);
-        free(jobs[t].val);
-    }
-    free(qb);
-    free(tb);
+    for (int k = 0; k < crf->nk; k++)
+        free(x.val[k]);
+    free(x.q);
     return rc;
 }
