@@ -15,19 +15,23 @@
  * features that pad the pixel count to a multiple of 4, the slice arithmetic that depends on
  * the label count (<= 2 labels: (b*v)*alpha, more: (b*alpha)*v), Eigen's exp (Cephes
  * polynomial on whole packets of 4 labels, libm expf on the rest) and its summation order in
- * the softmax. Every operation is float32 in the reference's order; measured agreement with
- * pydensecrf in tests/test_crf.c.
+ * the softmax. Every operation is float32 in the reference's order: Q agrees with pydensecrf
+ * bit for bit on the reference cases of tests/test_crf.c (a unary from probabilities can
+ * differ by numpy's log against libm's, an ulp, which moves Q by ~1e-6 after 10 iterations).
  *
  * Work: each kernel's lattice (vertex hash, per-pixel vertices and weights, blur neighbours,
  * normalisation) is built once when the kernel is added and reused by every iteration and
- * label; a filter pass splats, blurs and slices all labels of a vertex together.
- * Threads (hx_crf_set_threads): the filter splits the labels among threads, the softmax the
- * pixels; results do not depend on the thread count.
+ * label. An iteration is one pass over the pixels that splats whole label vectors into every
+ * lattice, the blur of each lattice, and one pass that slices every kernel and takes the
+ * softmax. Threads (hx_crf_set_threads, before adding kernels to use them there too): the
+ * simplex computation and blur-neighbour lookups of the lattice construction are split by
+ * points, the splat and blur by kernels (a kernel's splat stays on one thread), the slice and
+ * softmax by pixels. Results do not depend on the thread count.
  *
  * Ownership: hx_crf_new allocates the object, hx_crf_free frees it (and everything it holds).
  * Inputs are copied; the caller keeps its buffers. hx_crf_infer allocates its scratch per call
- * (no per-pixel allocation): 2 x 4 bytes x vertices x labels-per-thread per thread, plus two
- * [H*W, labels] float buffers.
+ * (no per-pixel allocation): Q [H*W, labels'] and two value buffers per kernel
+ * [vertices, labels'] (labels' = labels, or rounded up to a multiple of 4), floats.
  * All functions returning int return 0 or a negative hx_status with the message set. */
 #ifndef HX_CRF_H
 #define HX_CRF_H
@@ -44,7 +48,8 @@ struct hx_crf;
 int hx_crf_new(struct hx_crf **out, int w, int h, int labels);
 void hx_crf_free(struct hx_crf *crf);
 
-/* Threads for hx_crf_infer (<= 1: the calling thread; capped at HX_CRF_MAX_THREADS). */
+/* Threads for the kernels added afterwards and for hx_crf_infer (<= 1: the calling thread;
+ * capped at HX_CRF_MAX_THREADS). */
 void hx_crf_set_threads(struct hx_crf *crf, int threads);
 
 /* The unary energy U [labels, h, w] (setUnaryEnergy; the reference stores it [labels, h*w]). */
