@@ -914,15 +914,8 @@ static inline void softmax_one(const float *restrict t, float *restrict q, int L
                                float *restrict b)
 {
     const int np = L / 4 * 4;
-    /* the maximum, in any order: four running maxima let the loop vectorise */
-    float m4[4] = {t[0], t[0], t[0], t[0]};
-    for (int l = 0; l < np; l += 4)
-        for (int k = 0; k < 4; k++)
-            m4[k] = t[l + k] > m4[k] ? t[l + k] : m4[k];
-    float mx = m4[0] > m4[1] ? m4[0] : m4[1];
-    mx = m4[2] > mx ? m4[2] : mx;
-    mx = m4[3] > mx ? m4[3] : mx;
-    for (int l = np; l < L; l++)
+    float mx = t[0];
+    for (int l = 1; l < L; l++)
         mx = t[l] > mx ? t[l] : mx;
     for (int l = 0; l < L; l++)
         b[l] = t[l] - mx;
