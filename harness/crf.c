@@ -435,6 +435,7 @@ static inline int32_t ptable_insert(struct ptable *t, uint64_t key)
 
 #define BUILD_AHEAD 8 /* hash slots fetched this many points (or vertices) ahead */
 #define SIMPLEX_LANES 8
+#define BUILD_CHUNK 4096 /* points per chunk of the lattice construction (one thread) */
 
 /* lattice_simplex for up to SIMPLEX_LANES points at once (structure of arrays, lanes
  * innermost, so the loops vectorise), then packed corners per point. Same arithmetic as
@@ -489,8 +490,19 @@ static int simplex_block_packed(int d, const float *f, int i0, int cnt, int n,
             el[i][l] = (el[i][l] - rem0[i][l]) * inv; /* el now holds v */
         }
 
+    int perm[LAT_MAX_D + 1];
     for (int l = 0; l < cnt; l++) {
-        int perm[LAT_MAX_D + 1];
+        uint64_t *k = keys + (size_t)l * dp;
+        float *b = bary + (size_t)l * dp;
+        /* neighbouring points often lie in the same simplex: same corners, same ranks */
+        int same = l > 0;
+        for (int i = 0; i <= d && same; i++)
+            same = rank[i][l] == rank[i][l - 1] && rem0[i][l] == rem0[i][l - 1];
+        if (same) {
+            for (int r = 0; r <= d; r++)
+                k[r] = k[r - dp];
+            goto weights;
+        }
         unsigned seen = 0;
         uint64_t base = 0;
         for (int i = 0; i <= d; i++) {
@@ -506,13 +518,12 @@ static int simplex_block_packed(int d, const float *f, int i0, int cnt, int n,
                 base += (uint64_t)x << pc->shift[i];
             }
         }
-        uint64_t *k = keys + (size_t)l * dp;
-        float *b = bary + (size_t)l * dp;
         k[0] = base;
         for (int r = 1; r <= d; r++) {
             int i = perm[d - r + 1];
             k[r] = k[r - 1] + ones - (i < d ? (uint64_t)dp << pc->shift[i] : 0);
         }
+    weights:
         for (int r = 1; r <= d; r++)
             b[r] = el[perm[d - r]][l] - el[perm[d - r + 1]][l];
         b[0] = el[perm[d]][l] + (1.0f + -el[perm[0]][l]);
@@ -608,7 +619,8 @@ static int lattice_vertices_packed(struct lattice *L, const float *f, int n, int
         t.bits++;
     t.slot = big_calloc((size_t)1 << t.bits, sizeof *t.slot, "crf lattice hash table");
     t.keys = big_malloc(t.max * sizeof *t.keys, "crf lattice keys");
-    keys = big_malloc((size_t)total * dp * sizeof *keys, "crf lattice keys");
+    keys = big_malloc(((size_t)(nt > 1 ? total : BUILD_CHUNK) + SIMPLEX_LANES) * dp * sizeof *keys,
+                      "crf lattice keys");
     pbary = hx_malloc((size_t)npad * dp * sizeof *pbary + 1, "crf lattice weights");
     if (!t.slot || !t.keys || !keys || !pbary) {
         rc = HX_ENOMEM;
@@ -618,58 +630,67 @@ static int lattice_vertices_packed(struct lattice *L, const float *f, int n, int
     for (int i = 0; i < d; i++)
         ones += 1ull << pc.shift[i];
 
-    /* 1. simplices of all points (the padding points' weights go to a scratch row) */
-    memset(jobs, 0, sizeof jobs);
-    int per = (n + nt - 1) / nt;
-    per = (per + SIMPLEX_LANES - 1) / SIMPLEX_LANES * SIMPLEX_LANES;
-    for (int k = 0; k < nt; k++) {
-        struct build_job *j = &jobs[k];
-        j->f = f, j->scale = scale, j->pc = &pc, j->ones = ones, j->n = n, j->d = d;
-        j->p0 = k * per < n ? k * per : n;
-        j->p1 = (k + 1) * per < n ? (k + 1) * per : n;
-        j->keys = keys;
-        j->bary = L->bary;
-    }
-    run_jobs(build_simplices, jobs, nt);
-    for (int k = 0; k < nt; k++)
-        if (jobs[k].bad) {
-            rc = 1;
-            goto done;
-        }
-    if (npad) {
-        static const float zero[SIMPLEX_LANES * LAT_MAX_D] = {0};
-        if (simplex_block_packed(d, zero, 0, npad, npad, scale, &pc, ones,
-                                 keys + (size_t)n * dp, pbary)) {
-            rc = 1;
-            goto done;
-        }
-    }
-
-    /* 2. vertices in point order; a point with the previous point's simplex reuses it */
+    /* Points go in chunks: 1. their simplices (threads share a chunk's points), 2. their
+     * vertices, in point order (a point with the previous point's simplex reuses it). With
+     * one thread the chunks are small, so that their keys stay in cache. */
+    const int chunk = nt > 1 ? total : BUILD_CHUNK;
     int32_t pv[LAT_MAX_D + 1];
-    const uint64_t *prev = NULL;
-    for (int i = 0; i < total; i++) {
-        const uint64_t *key = keys + (size_t)i * dp;
-        if (i + BUILD_AHEAD < total)
-            for (int r = 0; r < dp; r++)
-                __builtin_prefetch(&t.slot[phash(key[BUILD_AHEAD * dp + r], t.bits)], 1);
-        int same = prev != NULL;
-        for (int r = 0; r < dp && same; r++)
-            same = key[r] == prev[r];
-        if (!same) {
-            for (int r = 0; r < dp; r++) {
-                int32_t v = ptable_insert(&t, key[r]);
-                if (v < 0) {
-                    rc = v;
-                    goto done;
-                }
-                pv[r] = v;
-            }
-            prev = key;
+    uint64_t prev[LAT_MAX_D + 1];
+    int have_prev = 0;
+    for (int c0 = 0; c0 < total; c0 += chunk) {
+        const int c1 = c0 + chunk < total ? c0 + chunk : total;
+        const int e1 = c1 < n ? c1 : n; /* real points of the chunk: [c0, e1) */
+        memset(jobs, 0, sizeof jobs);
+        int ntc = e1 > c0 ? nt : 0;
+        int per = ntc ? (e1 - c0 + ntc - 1) / ntc : 0;
+        per = (per + SIMPLEX_LANES - 1) / SIMPLEX_LANES * SIMPLEX_LANES;
+        for (int k = 0; k < ntc; k++) {
+            struct build_job *j = &jobs[k];
+            j->f = f, j->scale = scale, j->pc = &pc, j->ones = ones, j->n = n, j->d = d;
+            j->p0 = c0 + k * per < e1 ? c0 + k * per : e1;
+            j->p1 = c0 + (k + 1) * per < e1 ? c0 + (k + 1) * per : e1;
+            j->keys = keys - (size_t)c0 * dp; /* indexed by point */
+            j->bary = L->bary;
         }
-        if (i < n)
-            for (int r = 0; r < dp; r++)
-                L->off[(size_t)i * dp + r] = pv[r] + 1;
+        if (ntc)
+            run_jobs(build_simplices, jobs, ntc);
+        for (int k = 0; k < ntc; k++)
+            if (jobs[k].bad) {
+                rc = 1;
+                goto done;
+            }
+        if (c1 > n) { /* the padding points (zero features), weights to a scratch row */
+            static const float zero[SIMPLEX_LANES * LAT_MAX_D] = {0};
+            if (simplex_block_packed(d, zero, 0, npad, npad, scale, &pc, ones,
+                                     keys + (size_t)(n - c0) * dp, pbary)) {
+                rc = 1;
+                goto done;
+            }
+        }
+        for (int i = c0; i < c1; i++) {
+            const uint64_t *key = keys + (size_t)(i - c0) * dp;
+            if (i + BUILD_AHEAD < c1)
+                for (int r = 0; r < dp; r++)
+                    __builtin_prefetch(&t.slot[phash(key[BUILD_AHEAD * dp + r], t.bits)], 1);
+            int same = have_prev;
+            for (int r = 0; r < dp && same; r++)
+                same = key[r] == prev[r];
+            if (!same) {
+                for (int r = 0; r < dp; r++) {
+                    int32_t v = ptable_insert(&t, key[r]);
+                    if (v < 0) {
+                        rc = v;
+                        goto done;
+                    }
+                    pv[r] = v;
+                    prev[r] = key[r];
+                }
+                have_prev = 1;
+            }
+            if (i < n)
+                for (int r = 0; r < dp; r++)
+                    L->off[(size_t)i * dp + r] = pv[r] + 1;
+        }
     }
 
     /* 3. blur neighbours */
