@@ -1,14 +1,14 @@
 /* Dense CRF: permutohedral lattice and mean field with pydensecrf's arithmetic (see crf.h).
  *
- * Layout: inside, label vectors are pixel-major, Q[n][ld] with ld >= labels (the reference
- * stores Q as an Eigen column-major [labels x N] matrix, i.e. the same order). Lattice values
- * are vertex-major, val[vertex][width], all labels of a thread's share side by side, so one
- * splat/blur/slice step moves whole label vectors. Vertex 0 is a zero vertex that stands for
- * "no such neighbour"; lattice vertex v is stored at index v + 1.
+ * Layout: inside, label vectors are pixel-major, Q[n][W] with W >= labels lanes (the
+ * reference stores Q as an Eigen column-major [labels x N] matrix, i.e. the same order).
+ * Lattice values are vertex-major, val[vertex][W], so one splat/blur/slice step moves whole
+ * label vectors. Vertex 0 is a zero vertex that stands for "no such neighbour"; lattice
+ * vertex v is stored at index v + 1.
  *
- * Float arithmetic is written in the reference's order and with its roundings (no fused
- * multiply-add: the default build targets x86-64-v2, which has none; a build with FMA
- * contraction still agrees to about 1e-7). */
+ * Float arithmetic is written in the reference's order and with its roundings. There must be
+ * no fused multiply-add: the build's -std=c11 turns contraction off (GCC contracts only in its
+ * GNU modes), so builds for CPUs with FMA give the same numbers (checked with -march=native). */
 #include "harness/crf.h"
 
 #include "harness/error.h"
