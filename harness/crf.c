@@ -959,8 +959,9 @@ int hx_crf_new(struct hx_crf **out, int w, int h, int labels)
     if (w < 1 || h < 1 || labels < 1)
         return hx_err(HX_EINVAL, "crf: size %dx%d with %d labels: all must be positive", w, h,
                       labels);
-    if ((int64_t)w * h > (INT32_MAX / 8) / 16 || labels > 1 << 20)
-        return hx_err(HX_EINVAL, "crf: %dx%d image with %d labels is too large", w, h, labels);
+    if ((int64_t)w * h > (INT32_MAX / 8) / 16 || labels > HX_CRF_MAX_LABELS)
+        return hx_err(HX_EINVAL, "crf: %dx%d image with %d labels is too large (at most %d "
+                      "labels, %d pixels)", w, h, labels, HX_CRF_MAX_LABELS, (INT32_MAX / 8) / 16);
     struct hx_crf *c = calloc(1, sizeof *c);
     if (!c)
         return hx_err(HX_ENOMEM, "crf: out of memory");

@@ -40,6 +40,7 @@
 
 #define HX_CRF_MAX_KERNELS 8
 #define HX_CRF_MAX_THREADS 64
+#define HX_CRF_MAX_LABELS 4096 /* a label vector lives on the stack in the inner loops */
 
 struct hx_crf;
 

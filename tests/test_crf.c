@@ -360,6 +360,8 @@ START_TEST(test_api_errors)
     ck_assert_int_eq(hx_crf_new(&c, 0, 5, 2), HX_EINVAL);
     ck_assert_ptr_null(c);
     ck_assert_int_eq(hx_crf_new(&c, 5, 5, 0), HX_EINVAL);
+    ck_assert_int_eq(hx_crf_new(&c, 5, 5, HX_CRF_MAX_LABELS + 1), HX_EINVAL);
+    ck_assert(strstr(hx_errmsg(), "labels") != NULL);
     ck_assert_int_eq(hx_crf_new(&c, 5, 4, 2), 0);
     ck_assert_int_eq(hx_crf_add_gaussian(c, 0.0f, 3.0f), HX_EINVAL);
     ck_assert(strstr(hx_errmsg(), "sxy") != NULL);
