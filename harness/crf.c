@@ -325,20 +325,21 @@ struct pcodec {
 /* Field layout for features f [n][d], or -1 when the keys do not fit. */
 static int pcodec_init(struct pcodec *pc, const float *f, int n, int d, const float *scale)
 {
-    double fmin[LAT_MAX_D], fmax[LAT_MAX_D], cmin[LAT_MAX_D], cmax[LAT_MAX_D];
+    float fmin[LAT_MAX_D], fmax[LAT_MAX_D];
+    double cmin[LAT_MAX_D], cmax[LAT_MAX_D];
     for (int k = 0; k < d; k++)
-        fmin[k] = fmax[k] = 0.0; /* the padding points are zero */
+        fmin[k] = fmax[k] = 0.0f; /* the padding points are zero */
     for (int i = 0; i < n; i++)
         for (int k = 0; k < d; k++) {
-            double x = f[(size_t)i * d + k];
+            float x = f[(size_t)i * d + k];
             fmin[k] = x < fmin[k] ? x : fmin[k];
             fmax[k] = x > fmax[k] ? x : fmax[k];
         }
     for (int k = 0; k < d; k++) {
         if (!isfinite(fmin[k]) || !isfinite(fmax[k]))
             return -1;
-        cmin[k] = fmin[k] * scale[k];
-        cmax[k] = fmax[k] * scale[k];
+        cmin[k] = (double)fmin[k] * scale[k];
+        cmax[k] = (double)fmax[k] * scale[k];
     }
     const double margin = 5.0 * (d + 1) + d + 2;
     int bits = 0;
@@ -935,6 +936,16 @@ static inline void softmax_one(const float *restrict t, float *restrict q, int L
                                float *restrict b)
 {
     const int np = L / 4 * 4;
+    if (L == 2) {
+        /* the maximum's term is exp(0) = 1 and the other exp(d0 + d1) (one of d0, d1 is 0):
+         * the same floats as below, without a branch on which label is larger */
+        float mx2 = t[1] > t[0] ? t[1] : t[0];
+        float d0 = t[0] - mx2, d1 = t[1] - mx2, e = expf(d0 + d1);
+        float b0 = d0 == 0.0f ? 1.0f : e, b1 = d1 == 0.0f ? 1.0f : e, s2 = b0 + b1;
+        q[0] = b0 / s2;
+        q[1] = b1 / s2;
+        return;
+    }
     float mx = t[0];
     for (int l = 1; l < L; l++)
         mx = t[l] > mx ? t[l] : mx;
@@ -1246,7 +1257,7 @@ fused_phase1(struct fused_ctx *x, const int W, int p0, int p1, float *b)
             for (int l = 0; l < W; l++)
                 t[l] = t[l] - negw * (acc[l] * nr);
         }
-        softmax_one(t, x->q + (size_t)i * W, L <= W ? L : W, b); /* L <= W always */
+        softmax_one(t, x->q + (size_t)i * W, W <= 2 ? W : L <= W ? L : W, b); /* L <= W */
     }
 }
 
