@@ -12,7 +12,7 @@
 
 static const char usage[] =
     "usage: harness crf --image IMG --prob FILE.h5 --out FILE.h5 [--gaussian SXY,COMPAT]\n"
-    "                   [--bilateral SXY,SRGB,COMPAT] [--iters N] [--threads N]\n"
+    "                   [--bilateral SXY,SRGB,COMPAT] [--iters N] [--threads N] [--repeat N]\n"
     "\n"
     "Refine class probabilities with a fully connected CRF (pydensecrf's DenseCRF2D: Potts\n"
     "compatibility, symmetric normalisation, mean field through the permutohedral lattice).\n"
