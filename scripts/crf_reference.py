@@ -150,6 +150,18 @@ def main():
         gs = "%g %g" % g if g else "- -"
         bs = "%g %g %g" % b if b else "- - -"
         lines.append("%s %s %d %d %d %s %s %d %s" % (name, imk, w, h, L, gs, bs, iters, kind))
+    # a larger case whose Gaussian lattice takes the pipelined blur (harness/crf.c); own
+    # random stream, so that the cases above keep their data
+    rng2 = np.random.default_rng(7)
+    w, h = 128, 64
+    img = make_image(rng2, h, w)
+    img.tofile(os.path.join(OUT, "e.u8"))
+    for name, L, (g, b), iters in [("e_l2_pipe_it3", 2, ((1, 3), (5, 10, 5)), 3)]:
+        u = rng2.uniform(0, 4, (L, h, w)).astype(np.float32)
+        u.tofile(os.path.join(OUT, name + ".unary.f32"))
+        crf(img, u, g, b, iters).tofile(os.path.join(OUT, name + ".q.f32"))
+        lines.append("%s e %d %d %d %g %g %g %g %g %d energy" % (name, w, h, L, g[0], g[1], b[0],
+                                                                b[1], b[2], iters))
     with open(os.path.join(OUT, "cases.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
