@@ -491,40 +491,31 @@ static int simplex_block_packed(int d, const float *f, int i0, int cnt, int n,
             el[i][l] = (el[i][l] - rem0[i][l]) * inv; /* el now holds v */
         }
 
-    int perm[LAT_MAX_D + 1];
     for (int l = 0; l < cnt; l++) {
         uint64_t *k = keys + (size_t)l * dp;
         float *b = bary + (size_t)l * dp;
-        /* neighbouring points often lie in the same simplex: same corners, same ranks */
-        int same = l > 0;
-        for (int i = 0; i <= d && same; i++)
-            same = rank[i][l] == rank[i][l - 1] && rem0[i][l] == rem0[i][l - 1];
-        if (same) {
-            for (int r = 0; r <= d; r++)
-                k[r] = k[r - dp];
-            goto weights;
-        }
-        unsigned seen = 0;
+        int perm[LAT_MAX_D + 1];
+        unsigned seen = 0, out = 0;
         uint64_t base = 0;
         for (int i = 0; i <= d; i++) {
             int ri = (int)rank[i][l];
-            if (ri < 0 || ri > d || (seen >> ri & 1u))
-                return -1;
+            out |= (unsigned)ri > (unsigned)d;
+            ri &= 7; /* keeps the index in bounds; a bad rank fails the checks below */
             seen |= 1u << ri;
             perm[ri] = i;
-            if (i < d) {
-                int64_t x = (int64_t)rem0[i][l] - pc->lo[i];
-                if (x < dp || x > (int64_t)pc->span[i] - dp)
-                    return -1;
-                base += (uint64_t)x << pc->shift[i];
-            }
         }
+        for (int i = 0; i < d; i++) {
+            int64_t x = (int64_t)rem0[i][l] - pc->lo[i];
+            out |= x < dp || x > (int64_t)pc->span[i] - dp;
+            base += (uint64_t)x << pc->shift[i];
+        }
+        if (out || seen != (1u << dp) - 1)
+            return -1;
         k[0] = base;
         for (int r = 1; r <= d; r++) {
             int i = perm[d - r + 1];
             k[r] = k[r - 1] + ones - (i < d ? (uint64_t)dp << pc->shift[i] : 0);
         }
-    weights:
         for (int r = 1; r <= d; r++)
             b[r] = el[perm[d - r]][l] - el[perm[d - r + 1]][l];
         b[0] = el[perm[d]][l] + (1.0f + -el[perm[0]][l]);
