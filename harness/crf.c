@@ -840,10 +840,14 @@ done:
 /* Lattice values are reached through index tables (scatter in the splat, neighbours in the
  * blur, gather in the slice): fetching them a few steps ahead hides most of the misses. */
 #define PF_AHEAD 12
-/* ... but only for lattices that do not fit in cache: otherwise the prefetches cost more than
- * the misses they hide. */
-#define PF_MIN_BYTES ((size_t)1 << 20)
-#define LATTICE_BIG(lt, W) ((size_t)((lt)->m + 1) * (W) * sizeof(float) > PF_MIN_BYTES)
+/* ... but only for lattices whose rows are reached far apart: a lattice that fits in cache,
+ * or whose vertices follow the pixels closely (the blur's reach is short, as for the
+ * Gaussian kernel), is read nearly in order, and there the prefetches cost more than the
+ * misses they hide. */
+#define PF_MIN_BYTES ((size_t)256 << 10)
+#define LATTICE_BIG(lt, W)                                                                    \
+    ((size_t)((lt)->m + 1) * (W) * sizeof(float) > 4 * PF_MIN_BYTES &&                        \
+     (size_t)(lt)->reach * (W) * sizeof(float) > PF_MIN_BYTES)
 
 static inline void prefetch_row(const float *p, int w, int write)
 {
