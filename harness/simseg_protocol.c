@@ -26,6 +26,19 @@ void hx_ssp_params_default(struct hx_ssp_params *p, const char *dataset)
     p->crf_threads = 1;
 }
 
+const char *hx_ssp_classnames(const char *dataset)
+{
+    static const char *const map[][2] = {
+        {"voc21", "datasets/classnames/simseg_pascal_voc.txt"},
+        {"context60", "datasets/classnames/simseg_pascal_context.txt"},
+        {"coco_object", "datasets/classnames/simseg_coco_stuff.txt"},
+    };
+    for (size_t i = 0; dataset && i < sizeof map / sizeof *map; i++)
+        if (!strcmp(dataset, map[i][0]))
+            return map[i][1];
+    return NULL;
+}
+
 void hx_ssp_view_key(const struct hx_ssp_params *p, char *out, size_t len)
 {
     snprintf(out, len, "simseg-s%d", p->size);

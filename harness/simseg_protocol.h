@@ -69,6 +69,12 @@ struct hx_ssp_params {
  * released code tests name == 'pascal_context'), 10 otherwise. Never fails. */
 void hx_ssp_params_default(struct hx_ssp_params *p, const char *dataset);
 
+/* SimSeg's own class-name list for a registry dataset (its data/label_category files, whose
+ * names the released subclass lists use as keys): voc21 -> datasets/classnames/
+ * simseg_pascal_voc.txt, context60 -> simseg_pascal_context.txt, coco_object ->
+ * simseg_coco_stuff.txt (SimSeg's 81-class "COCO-Stuff"); NULL for other datasets. */
+const char *hx_ssp_classnames(const char *dataset);
+
 /* A short key of what the features depend on besides the weights (input side and
  * normalisation), e.g. "simseg-s288"; out >= 32 bytes. */
 void hx_ssp_view_key(const struct hx_ssp_params *p, char *out, size_t len);
