@@ -15,7 +15,8 @@ round-trip image of l.105, the literal cv2.dilate(mask, kernel, 5) / cv2.erode(m
 
 The LLM-supervision rule for the map of step 5: normalise(sum_i w_i s_i), w = softmax_i(g .
 s_i), g the LoDA embedding, s_i the template-averaged subclass embeddings (first k of the
-list); embed-mean: normalise(mean_i s_i). Background gets no subclasses.
+list); embed-mean: normalise(mean_i s_i); max: per patch the largest cosine with s_i.
+Background gets no subclasses.
 
 The dense CRF step is NOT reimplemented here (pydensecrf is not available): the script
 writes the 288x288 round-trip image (PNG) and the [1-p, p] probabilities (HDF5) and runs the
@@ -82,6 +83,7 @@ CASES = [
     dict(name="b2_super", image="b.png", classes="set2", rule="super", k=0, top_k=10),
     dict(name="b2_softmax", image="b.png", classes="set2", rule="embed-softmax", k=4, top_k=10),
     dict(name="a2_mean", image="a.png", classes="set2", rule="embed-mean", k=2, top_k=10),
+    dict(name="b1_max", image="b.png", classes="set1", rule="max", k=3, top_k=10),
 ]
 
 
@@ -147,7 +149,10 @@ def segment(model, vmap, harness, img_u8, case, label_emb, sub_emb):
         if index in [0, 255]:
             continue
         e = label_emb[index]
-        if case["rule"] != "super":
+        if case["rule"] == "max":  # a per-pixel rule: the best subclass cosine per patch
+            s = sub_emb[CLASSES[index]][: case["k"]]
+            attn = (im_f_a @ s.t()).max(dim=1).values.unsqueeze(-1)
+        elif case["rule"] != "super":
             s = sub_emb[CLASSES[index]][: case["k"]]  # background never gets here
             if case["rule"] == "embed-softmax":
                 w = torch.softmax(im_avg_a @ s.t(), dim=0)
@@ -155,7 +160,8 @@ def segment(model, vmap, harness, img_u8, case, label_emb, sub_emb):
             else:
                 e = s.mean(0)
             e = e / e.norm()
-        attn = im_f_a @ e.unsqueeze(-1)
+        if case["rule"] != "max":
+            attn = im_f_a @ e.unsqueeze(-1)
         attn = attn.reshape(sr.G, sr.G)
         raw_map = attn.reshape(-1).clone()
         attn = F.interpolate(attn.unsqueeze(0).unsqueeze(0), scale_factor=sr.P,

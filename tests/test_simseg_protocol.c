@@ -1,7 +1,7 @@
 /* The SimSeg protocol (harness/simseg_protocol.h) on the tiny SimSeg model against
  * scripts/simseg_protocol_reference.py (tests/data/ssp): the gating decisions, the per-class
- * maps, the CRF masks, and the final label maps, with the superclass, embed-softmax and
- * embed-mean rules; the post-CRF steps (close, nearest resize, paint) alone on the
+ * maps, the CRF masks, and the final label maps, with the superclass, embed-softmax,
+ * embed-mean and (per patch) max rules; the post-CRF steps (close, nearest resize, paint) alone on the
  * reference's own CRF masks, which must give its labels exactly; and the small pieces by
  * hand (gate statistics, the close at the border, ties in the paint). */
 #include "harness/error.h"
@@ -200,7 +200,7 @@ START_TEST(matches_reference)
         hx_image_free(&im);
         ncases++;
     }
-    ck_assert_int_eq(ncases, 5);
+    ck_assert_int_eq(ncases, 6);
     cJSON_Delete(cfg);
     hx_st_free(ref);
     hx_simseg_free(m);
