@@ -1,8 +1,9 @@
 /* The SimSeg protocol (harness/simseg_protocol.h) on the tiny SimSeg model against
  * scripts/simseg_protocol_reference.py (tests/data/ssp): the gating decisions, the per-class
  * maps, the CRF masks, and the final label maps, with the superclass, embed-softmax,
- * embed-mean and (per patch) max rules; the post-CRF steps (close, nearest resize, paint) alone on the
- * reference's own CRF masks, which must give its labels exactly; and the small pieces by
+ * embed-mean and (per patch) max rules; the post-CRF steps (close, nearest resize, paint)
+ * alone on the reference's own CRF masks, which must give its labels exactly; and the small
+ * pieces by
  * hand (gate statistics, the close at the border, ties in the paint). */
 #include "harness/error.h"
 #include "harness/safetensors.h"

@@ -147,17 +147,24 @@ static void text_side_free(struct text_side *t)
     free(t->name_class), free(t->n_sub), free(t->strings);
 }
 
-/* Names (all synonyms, or the first only) and their subclass lists in bank order. */
+/* Names (all synonyms, or the first only) and their subclass lists in bank order. Classes
+ * (other than background) that the lists do not name are reported on stderr. */
 static int text_side(const struct hx_classnames *cn, const struct hx_subclasses *sc, int k,
                      int synonyms, int background_subs, struct text_side *t)
 {
     memset(t, 0, sizeof *t);
+    int unmatched = 0;
     for (int c = 0; c < cn->n; c++) {
         t->N += synonyms ? cn->nsyn[c] : 1;
         int i = sc->n ? match_class(sc, cn, c) : -1;
         if (i >= 0)
             t->M += sc->nsub[i] < k ? sc->nsub[i] : k;
+        else if (sc->n && c > 0)
+            fprintf(stderr, "%s%s", unmatched++ ? ", " : "harness segment: warning: the "
+                    "subclass lists name none of: ", cn->syn[c][0]);
     }
+    if (unmatched)
+        fprintf(stderr, " (these classes use their names alone)\n");
     t->M += t->N;
     t->name_class = malloc(sizeof(int) * t->N);
     t->n_sub = malloc(sizeof(int) * t->N);
