@@ -447,21 +447,20 @@ static cJSON *point_json(const struct hx_xp *xp, const struct hx_xp_point *p)
         cJSON_AddNumberToObject(pr, "crf_iters", q->crf_iters);
         cJSON_AddNumberToObject(pr, "close_size", q->close_size);
         cJSON_AddNumberToObject(pr, "tau", q->tau);
-        goto text_side;
+    } else {
+        const struct hx_dense_params *q = &p->params;
+        cJSON_AddNumberToObject(pr, "short_side", q->short_side);
+        cJSON_AddNumberToObject(pr, "crop", q->crop);
+        cJSON_AddNumberToObject(pr, "stride", q->stride);
+        cJSON_AddNumberToObject(pr, "logit_scale", q->logit_scale);
+        cJSON_AddNumberToObject(pr, "prob_thd", q->prob_thd);
+        if (q->area_thd >= 0)
+            cJSON_AddNumberToObject(pr, "area_thd", q->area_thd);
+        else
+            cJSON_AddNullToObject(pr, "area_thd");
+        cJSON_AddBoolToObject(pr, "argmax_cos", q->argmax_cos);
+        cJSON_AddNumberToObject(pr, "pamr_iters", q->pamr.iters);
     }
-    const struct hx_dense_params *q = &p->params;
-    cJSON_AddNumberToObject(pr, "short_side", q->short_side);
-    cJSON_AddNumberToObject(pr, "crop", q->crop);
-    cJSON_AddNumberToObject(pr, "stride", q->stride);
-    cJSON_AddNumberToObject(pr, "logit_scale", q->logit_scale);
-    cJSON_AddNumberToObject(pr, "prob_thd", q->prob_thd);
-    if (q->area_thd >= 0)
-        cJSON_AddNumberToObject(pr, "area_thd", q->area_thd);
-    else
-        cJSON_AddNullToObject(pr, "area_thd");
-    cJSON_AddBoolToObject(pr, "argmax_cos", q->argmax_cos);
-    cJSON_AddNumberToObject(pr, "pamr_iters", q->pamr.iters);
-text_side:
     cJSON_AddStringToObject(o, "templates", p->templates);
     cJSON_AddStringToObject(o, "subclasses", p->subclasses);
     cJSON_AddNumberToObject(o, "k", p->ens.k);
