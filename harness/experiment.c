@@ -2,6 +2,7 @@
 
 #include "datasets/datasets.h"
 #include "harness/atomicio.h"
+#include "harness/crf.h"
 #include "harness/error.h"
 #include "harness/evaluate.h"
 #include "harness/featcache.h"
@@ -575,6 +576,7 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
     struct hx_featcache fc;
     char fp[32], view[96], fpv[96];
     uint8_t *pred = NULL, *crf_rgb = NULL;
+    struct hx_crf *crf = NULL; /* the SimSeg CRF of the current image, shared by the points */
     float *guide = NULL;
     struct hx_dense_feats f = {0};
     struct hx_image im = {0};
@@ -713,9 +715,9 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
             struct point_state *s = &st[k];
             if (s->resumed)
                 continue;
-            if (s->p->simseg)
-                rc = hx_ssp_predict(&s->p->ssp, s->bank, &s->p->ens, &f, crf_rgb, lm.h, lm.w,
-                                    pred, NULL);
+            if (s->p->simseg) /* one CRF (lattices) per image for all points */
+                rc = hx_ssp_predict_shared(&s->p->ssp, s->bank, &s->p->ens, &f, crf_rgb, &crf,
+                                           lm.h, lm.w, pred, NULL);
             else
                 rc = hx_dense_predict(&s->p->params, &s->q, &f, guide, lm.h, lm.w, pred, NULL);
             if (rc || (rc = hx_metrics_add(s->metrics, pred, lm.px, npx)))
@@ -751,6 +753,8 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
         hx_dense_feats_free(&f);
         hx_labelmap_free(&lm);
         hx_image_free(&im);
+        hx_crf_free(crf);
+        crf = NULL;
         progress(o, pr, i + 1, nids);
     }
     for (int k = 0; k < nm; k++)
@@ -762,6 +766,7 @@ done:
     hx_image_free(&im);
     free(pred);
     free(crf_rgb);
+    hx_crf_free(crf);
     free(guide);
     for (int k = 0; st && k < nm; k++)
         point_state_free(&st[k]);

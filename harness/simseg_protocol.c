@@ -245,10 +245,38 @@ done:
 
 /* ------------------------------------------------------------------ steps 3-7 */
 
+int hx_ssp_crf_new(const struct hx_ssp_params *p, const uint8_t *crf_rgb, struct hx_crf **out)
+{
+    struct hx_crf *crf = NULL;
+    int rc = check_params(p);
+    *out = NULL;
+    if (rc || (rc = hx_crf_new(&crf, p->size, p->size, 2)))
+        return rc;
+    hx_crf_set_threads(crf, p->crf_threads);
+    if ((rc = hx_crf_add_gaussian(crf, p->gauss_sxy, p->gauss_compat)) ||
+        (rc = hx_crf_add_bilateral(crf, p->bilat_sxy, p->bilat_srgb, crf_rgb, p->bilat_compat))) {
+        hx_crf_free(crf);
+        return rc;
+    }
+    *out = crf;
+    return 0;
+}
+
 int hx_ssp_predict(const struct hx_ssp_params *p, const struct hx_text_bank *bank,
                    const struct hx_ens_point *pt, const struct hx_dense_feats *f,
                    const uint8_t *crf_rgb, int out_h, int out_w, uint8_t *pred,
                    struct hx_ssp_trace *trace)
+{
+    struct hx_crf *crf = NULL;
+    int rc = hx_ssp_predict_shared(p, bank, pt, f, crf_rgb, &crf, out_h, out_w, pred, trace);
+    hx_crf_free(crf);
+    return rc;
+}
+
+int hx_ssp_predict_shared(const struct hx_ssp_params *p, const struct hx_text_bank *bank,
+                          const struct hx_ens_point *pt, const struct hx_dense_feats *f,
+                          const uint8_t *crf_rgb, struct hx_crf **shared, int out_h, int out_w,
+                          uint8_t *pred, struct hx_ssp_trace *trace)
 {
     int rc = check_params(p);
     if (rc)
@@ -273,7 +301,7 @@ int hx_ssp_predict(const struct hx_ssp_params *p, const struct hx_text_bank *ban
     float *s = NULL, *gdot = NULL, *supe = NULL, *cemb = NULL, *tok = NULL, *maps = NULL;
     float *cos = NULL, *prob = NULL, *q = NULL, *acc_score = NULL;
     uint8_t *masks = NULL, *tmp = NULL;
-    struct hx_crf *crf = NULL;
+    struct hx_crf *crf;
     int accepted[HX_SSP_MAX_CANDIDATES], na = 0;
     double thr;
 
@@ -341,12 +369,9 @@ int hx_ssp_predict(const struct hx_ssp_params *p, const struct hx_text_bank *ban
         rc = HX_ENOMEM;
         goto done;
     }
-    if ((rc = hx_crf_new(&crf, S, S, 2)))
+    if (!*shared && (rc = hx_ssp_crf_new(p, crf_rgb, shared)))
         goto done;
-    hx_crf_set_threads(crf, p->crf_threads);
-    if ((rc = hx_crf_add_gaussian(crf, p->gauss_sxy, p->gauss_compat)) ||
-        (rc = hx_crf_add_bilateral(crf, p->bilat_sxy, p->bilat_srgb, crf_rgb, p->bilat_compat)))
-        goto done;
+    crf = *shared;
     for (int j = 0; j < na; j++) {
         int c = accepted[j];
         uint8_t *mk = masks + (size_t)j * npx;
@@ -388,7 +413,6 @@ int hx_ssp_predict(const struct hx_ssp_params *p, const struct hx_text_bank *ban
     /* step 7 */
     rc = hx_ssp_paint(masks, accepted, acc_score, na, S, S, out_h, out_w, pred);
 done:
-    hx_crf_free(crf);
     free(s), free(gdot), free(supe), free(cemb), free(tok), free(maps), free(cos);
     free(prob), free(q), free(masks), free(tmp), free(acc_score);
     return rc;

@@ -129,6 +129,19 @@ int hx_ssp_predict(const struct hx_ssp_params *p, const struct hx_text_bank *ban
                    const uint8_t *crf_rgb, int out_h, int out_w, uint8_t *pred,
                    struct hx_ssp_trace *trace);
 
+/* The same with the CRF of step 6 shared by several predictions on one image (points of a
+ * sweep): its lattices depend on the image and the kernel settings only, and are most of
+ * its cost. *crf NULL: built from crf_rgb when a class is first accepted, and left for the
+ * next call (the caller frees it with hx_crf_free once done with the image); otherwise used
+ * as is, so it must come from the same image and kernel settings (hx_ssp_crf_new). */
+struct hx_crf;
+int hx_ssp_predict_shared(const struct hx_ssp_params *p, const struct hx_text_bank *bank,
+                          const struct hx_ens_point *pt, const struct hx_dense_feats *f,
+                          const uint8_t *crf_rgb, struct hx_crf **crf, int out_h, int out_w,
+                          uint8_t *pred, struct hx_ssp_trace *trace);
+/* The binary CRF of step 6 with both kernels on crf_rgb [S][S][3]. */
+int hx_ssp_crf_new(const struct hx_ssp_params *p, const uint8_t *crf_rgb, struct hx_crf **out);
+
 /* Features then prediction for one image; out_h x out_w is the label size. */
 int hx_ssp_segment(const struct hx_dense_encoder *enc, const struct hx_ssp_params *p,
                    const struct hx_text_bank *bank, const struct hx_ens_point *pt,
