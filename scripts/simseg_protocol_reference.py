@@ -25,7 +25,7 @@ command's CRF against pydensecrf). So this reference checks everything around th
 independently, and the CRF itself only through its own tests.
 
 Files under tests/data/ssp/:
-  a.png, b.png         the input images (generated, fixture-free)
+  a.png, b.png, c.png  the input images (generated, fixture-free; c is larger than 288)
   classes.json         the class sets (each class with its subclass list), templates, cases
   expected.safetensors per case <n>:
     <n>.scores [C] f32       global . superclass embeddings
@@ -84,7 +84,19 @@ CASES = [
     dict(name="b2_softmax", image="b.png", classes="set2", rule="embed-softmax", k=4, top_k=10),
     dict(name="a2_mean", image="a.png", classes="set2", rule="embed-mean", k=2, top_k=10),
     dict(name="b1_max", image="b.png", classes="set1", rule="max", k=3, top_k=10),
+    # larger than 288x288: the final nearest resize upsamples
+    dict(name="c2_softmax", image="c.png", classes="set2", rule="embed-softmax", k=5, top_k=10),
 ]
+
+
+def smooth_image(h, w):
+    """Gradients, a disc and a bar, no noise: a large image that stays small as a PNG."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.stack([40 + 180 * x / (w - 1), 200 - 150 * y / (h - 1),
+                    128 + 100 * np.sin(x / 37.0) * np.cos(y / 23.0)], -1)
+    img[(y - h * 0.4) ** 2 + (x - w * 0.6) ** 2 < (h * 0.25) ** 2] = (240, 230, 30)
+    img[h // 6: h // 6 + 40, 20: w // 2] = (20, 40, 200)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
 def load_model():
@@ -198,7 +210,8 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     hxref._DT_TORCH.setdefault(torch.uint8, ("U8", np.dtype("u1")))
     model, vmap = load_model()
-    imgs = {"a.png": sr.make_image(150, 200, sr.SEED), "b.png": sr.make_image(97, 130, 77)}
+    imgs = {"a.png": sr.make_image(150, 200, sr.SEED), "b.png": sr.make_image(97, 130, 77),
+            "c.png": smooth_image(311, 403)}
     for n, im in imgs.items():
         Image.fromarray(im).save(os.path.join(OUT, n), optimize=True)
     with torch.no_grad():

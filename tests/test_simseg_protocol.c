@@ -201,7 +201,7 @@ START_TEST(matches_reference)
         hx_image_free(&im);
         ncases++;
     }
-    ck_assert_int_eq(ncases, 6);
+    ck_assert_int_eq(ncases, 7);
     cJSON_Delete(cfg);
     hx_st_free(ref);
     hx_simseg_free(m);
