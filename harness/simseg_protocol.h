@@ -38,8 +38,14 @@
  * K larger than the number of classes is cut to it (torch.topk would raise); with K < 2 the
  * unbiased std is NaN in the released code, so nothing is below the threshold: here too.
  *
- * Ownership: everything writes into caller buffers; the functions allocate their per-call
- * workspace and free it before returning. */
+ * The LLM-supervision release (seg_evaluation.py at the root of its repository) takes K
+ * from a command-line argument rather than the 10/30 rule, and does not normalise the
+ * weighted embedding (no effect, see step 5).
+ *
+ * Ownership: outputs go into caller buffers, except hx_ssp_features, which fills a struct
+ * hx_dense_feats (free with hx_dense_feats_free), and the CRF of hx_ssp_crf_new and
+ * hx_ssp_predict_shared (free with hx_crf_free). Per-call workspace is freed before
+ * returning. */
 #ifndef HX_SIMSEG_PROTOCOL_H
 #define HX_SIMSEG_PROTOCOL_H
 
