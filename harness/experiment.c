@@ -2,6 +2,7 @@
 
 #include "datasets/datasets.h"
 #include "harness/atomicio.h"
+#include "harness/crf.h"
 #include "harness/error.h"
 #include "harness/evaluate.h"
 #include "harness/featcache.h"
@@ -10,8 +11,10 @@
 #include "harness/metrics.h"
 #include "harness/report.h"
 #include "harness/score.h"
+#include "harness/simseg_protocol.h"
 #include "harness/subclasses.h"
 #include "models/clip/clip.h"
+#include "models/simseg/simseg.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -155,11 +158,15 @@ static char *fill(const char *tmpl, const char *name)
 struct model {
     const char *dir;
     char fingerprint[64];
+    int simseg;          /* backend simseg: sm, else m */
     struct hx_clip *m;
+    struct hx_simseg *sm;
 };
 
 static int model_get(struct model *mo)
 {
+    if (mo->simseg)
+        return mo->sm ? 0 : hx_simseg_open(&mo->sm, mo->dir, HX_SIMSEG_VISION | HX_SIMSEG_TEXT);
     if (mo->m)
         return 0;
     return hx_clip_open(&mo->m, mo->dir, HX_CLIP_VISION | HX_CLIP_TEXT);
@@ -169,7 +176,28 @@ static int encode_texts(void *ctx, const char *const *texts, int n, float *out)
 {
     struct model *mo = ctx;
     int rc = model_get(mo);
-    return rc ? rc : hx_clip_encode_text(mo->m, texts, n, out);
+    if (rc)
+        return rc;
+    return mo->simseg ? hx_simseg_encode_text(mo->sm, texts, n, out)
+                      : hx_clip_encode_text(mo->m, texts, n, out);
+}
+
+/* The embedding size from the model's config, without loading the weights. */
+static int model_dim(const struct model *mo, int *E)
+{
+    char cpath[1200];
+    int rc;
+    snprintf(cpath, sizeof cpath, "%s/config.json", mo->dir);
+    if (mo->simseg) {
+        struct hx_simseg_config cfg;
+        if (!(rc = hx_simseg_config_load(&cfg, cpath)))
+            *E = cfg.projection_dim;
+    } else {
+        struct hx_clip_config cfg;
+        if (!(rc = hx_clip_config_load(&cfg, cpath)))
+            *E = cfg.projection_dim;
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------------ per point state */
@@ -248,8 +276,16 @@ static int match_class(const struct hx_subclasses *s, const struct hx_classnames
     return -1;
 }
 
+/* Names of class c that become queries: all its synonyms, or (SimSeg, one embedding per
+ * class) the first only. */
+static int n_names(const struct point_state *s, int c)
+{
+    return s->p->simseg ? 1 : s->cn.nsyn[c];
+}
+
 /* Classes, names, subclasses and template-averaged embeddings -> the point's text bank.
- * *unmatched receives the classes (other than class 0) that the subclass lists do not name. */
+ * *unmatched receives the classes (other than class 0) that the subclass lists do not name.
+ * SimSeg: background (class 0) gets no subclasses. */
 static int build_bank(struct point_state *s, const struct hx_dataset *d, struct model *mo,
                       char *unmatched, size_t ulen)
 {
@@ -273,7 +309,7 @@ static int build_bank(struct point_state *s, const struct hx_dataset *d, struct 
         return HX_ENOMEM;
     for (int c = 0; c < C; c++) {
         firsts[c] = s->cn.syn[c][0];
-        N += s->cn.nsyn[c];
+        N += n_names(s, c);
     }
     if ((rc = read_templates(p->templates, &templates, &nt)) ||
         (rc = load_subclasses(p, firsts, C, &sc)))
@@ -299,9 +335,10 @@ static int build_bank(struct point_state *s, const struct hx_dataset *d, struct 
         goto done;
     }
     for (int c = 0, k = 0; c < C; c++)
-        for (int j = 0; j < s->cn.nsyn[c]; j++, k++) {
+        for (int j = 0; j < n_names(s, c); j++, k++) {
             s->name_class[k] = c;
-            name_sub[k] = j == 0 && cls_list[c] >= 0 ? sc.nsub[cls_list[c]] : 0;
+            name_sub[k] = j == 0 && cls_list[c] >= 0 && !(p->simseg && c == 0)
+                              ? sc.nsub[cls_list[c]] : 0;
             M += 1 + name_sub[k];
         }
     const char **strings = malloc(sizeof *strings * M);
@@ -313,7 +350,7 @@ static int build_bank(struct point_state *s, const struct hx_dataset *d, struct 
         goto texts_done;
     }
     for (int c = 0, k = 0, m = 0; c < C; c++)
-        for (int j = 0; j < s->cn.nsyn[c]; j++, k++) {
+        for (int j = 0; j < n_names(s, c); j++, k++) {
             strings[m++] = s->cn.syn[c][j];
             for (int i = 0; i < name_sub[k]; i++)
                 strings[m++] = sc.sub[cls_list[c]][i];
@@ -324,13 +361,8 @@ static int build_bank(struct point_state *s, const struct hx_dataset *d, struct 
                 rc = HX_ENOMEM;
                 goto texts_done;
             }
-    /* the embedding size, from the config without loading the weights */
-    struct hx_clip_config cfg;
-    char cpath[1200];
-    snprintf(cpath, sizeof cpath, "%s/config.json", mo->dir);
-    if ((rc = hx_clip_config_load(&cfg, cpath)))
+    if ((rc = model_dim(mo, &E)))
         goto texts_done;
-    E = cfg.projection_dim;
     temb = malloc(sizeof(float) * (size_t)M * nt * E);
     emb = malloc(sizeof(float) * (size_t)M * E);
     if (!temb || !emb) {
@@ -406,18 +438,30 @@ static cJSON *point_json(const struct hx_xp *xp, const struct hx_xp_point *p)
     cJSON_AddStringToObject(o, "dataset", p->dataset);
     cJSON_AddNumberToObject(o, "limit", p->limit);
     cJSON *pr = cJSON_AddObjectToObject(o, "protocol");
-    const struct hx_dense_params *q = &p->params;
-    cJSON_AddNumberToObject(pr, "short_side", q->short_side);
-    cJSON_AddNumberToObject(pr, "crop", q->crop);
-    cJSON_AddNumberToObject(pr, "stride", q->stride);
-    cJSON_AddNumberToObject(pr, "logit_scale", q->logit_scale);
-    cJSON_AddNumberToObject(pr, "prob_thd", q->prob_thd);
-    if (q->area_thd >= 0)
-        cJSON_AddNumberToObject(pr, "area_thd", q->area_thd);
-    else
-        cJSON_AddNullToObject(pr, "area_thd");
-    cJSON_AddBoolToObject(pr, "argmax_cos", q->argmax_cos);
-    cJSON_AddNumberToObject(pr, "pamr_iters", q->pamr.iters);
+    if (p->simseg) {
+        const struct hx_ssp_params *q = &p->ssp;
+        cJSON_AddStringToObject(pr, "name", "simseg");
+        cJSON_AddNumberToObject(pr, "size", q->size);
+        cJSON_AddNumberToObject(pr, "top_k", q->top_k);
+        cJSON_AddNumberToObject(pr, "candidates", q->candidates);
+        cJSON_AddNumberToObject(pr, "std_mult", q->std_mult);
+        cJSON_AddNumberToObject(pr, "crf_iters", q->crf_iters);
+        cJSON_AddNumberToObject(pr, "close_size", q->close_size);
+        cJSON_AddNumberToObject(pr, "tau", q->tau);
+    } else {
+        const struct hx_dense_params *q = &p->params;
+        cJSON_AddNumberToObject(pr, "short_side", q->short_side);
+        cJSON_AddNumberToObject(pr, "crop", q->crop);
+        cJSON_AddNumberToObject(pr, "stride", q->stride);
+        cJSON_AddNumberToObject(pr, "logit_scale", q->logit_scale);
+        cJSON_AddNumberToObject(pr, "prob_thd", q->prob_thd);
+        if (q->area_thd >= 0)
+            cJSON_AddNumberToObject(pr, "area_thd", q->area_thd);
+        else
+            cJSON_AddNullToObject(pr, "area_thd");
+        cJSON_AddBoolToObject(pr, "argmax_cos", q->argmax_cos);
+        cJSON_AddNumberToObject(pr, "pamr_iters", q->pamr.iters);
+    }
     cJSON_AddStringToObject(o, "templates", p->templates);
     cJSON_AddStringToObject(o, "subclasses", p->subclasses);
     cJSON_AddNumberToObject(o, "k", p->ens.k);
@@ -527,11 +571,12 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
     size_t limit = o->limit > 0 ? (size_t)o->limit : (size_t)p0->limit, nids = nall;
     if (limit && limit < nids)
         nids = limit;
-    struct model mo = {p0->model, "", NULL};
+    struct model mo = {p0->model, "", p0->simseg, NULL, NULL};
     struct point_state *st = calloc(nm, sizeof *st);
     struct hx_featcache fc;
     char fp[32], view[96], fpv[96];
-    uint8_t *pred = NULL;
+    uint8_t *pred = NULL, *crf_rgb = NULL;
+    struct hx_crf *crf = NULL; /* the SimSeg CRF of the current image, shared by the points */
     float *guide = NULL;
     struct hx_dense_feats f = {0};
     struct hx_image im = {0};
@@ -542,9 +587,15 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
     }
     if ((rc = hx_model_fingerprint(p0->model, fp, sizeof fp)))
         goto done;
-    snprintf(fpv, sizeof fpv, "clip-%s-%s", fp, p0->variant);
-    snprintf(mo.fingerprint, sizeof mo.fingerprint, "clip-%s", fp);
-    hx_view_key(&p0->params, view, sizeof view);
+    if (p0->simseg) {
+        snprintf(fpv, sizeof fpv, "simseg-%s", fp);
+        snprintf(mo.fingerprint, sizeof mo.fingerprint, "simseg-%s", fp);
+        hx_ssp_view_key(&p0->ssp, view, sizeof view);
+    } else {
+        snprintf(fpv, sizeof fpv, "clip-%s-%s", fp, p0->variant);
+        snprintf(mo.fingerprint, sizeof mo.fingerprint, "clip-%s", fp);
+        hx_view_key(&p0->params, view, sizeof view);
+    }
     if ((rc = hx_featcache_open(&fc, p0->cache, fpv, view, p0->cache_f16)))
         goto done;
 
@@ -579,7 +630,7 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
         if (unmatched[0] && (k == 0 || strcmp(s->p->subclasses, st[k - 1].p->subclasses)))
             say(o, 1, "warning: point %d: the subclass list names none of: %s (these classes "
                 "use their names alone)\n", s->p->index, unmatched);
-        need_guide |= s->p->params.pamr.iters > 0;
+        need_guide |= !s->p->simseg && s->p->params.pamr.iters > 0;
         active++;
     }
     if (!active)
@@ -600,7 +651,8 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
         for (int k = 0; k < nm; k++)
             want_overlay |= !st[k].resumed && st[k].overlays_done < st[k].p->overlays;
         rc = hx_featcache_get(&fc, id, &f);
-        int need_image = rc == HX_ENOTFOUND || need_guide || want_overlay;
+        /* SimSeg's CRF needs the image itself */
+        int need_image = rc == HX_ENOTFOUND || need_guide || want_overlay || p0->simseg;
         if (rc && rc != HX_ENOTFOUND) {
             free(img_path);
             goto done;
@@ -610,6 +662,25 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
             goto done;
         }
         free(img_path);
+        if (!f.dense && p0->simseg) { /* a cache miss: encode and store */
+            if ((rc = model_get(&mo)))
+                goto done;
+            const struct hx_simseg_config *sc = hx_simseg_cfg(mo.sm);
+            struct hx_dense_encoder enc = {mo.sm, sc->projection_dim, sc->patch_size,
+                                           hx_ssp_simseg_encode};
+            if ((rc = hx_ssp_features(&enc, &p0->ssp, &im, &f)) ||
+                (rc = hx_featcache_put(&fc, id, &f)))
+                goto done;
+        }
+        if (p0->simseg) {
+            size_t n = (size_t)3 * p0->ssp.size * p0->ssp.size;
+            if (!crf_rgb && !(crf_rgb = hx_malloc(n, "CRF image"))) {
+                rc = HX_ENOMEM;
+                goto done;
+            }
+            if ((rc = hx_ssp_crf_image(&p0->ssp, &im, crf_rgb)))
+                goto done;
+        }
         if (!f.dense) { /* a cache miss: encode and store */
             if ((rc = model_get(&mo)))
                 goto done;
@@ -644,8 +715,12 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
             struct point_state *s = &st[k];
             if (s->resumed)
                 continue;
-            if ((rc = hx_dense_predict(&s->p->params, &s->q, &f, guide, lm.h, lm.w, pred, NULL)) ||
-                (rc = hx_metrics_add(s->metrics, pred, lm.px, npx)))
+            if (s->p->simseg) /* one CRF (lattices) per image for all points */
+                rc = hx_ssp_predict_shared(&s->p->ssp, s->bank, &s->p->ens, &f, crf_rgb, &crf,
+                                           lm.h, lm.w, pred, NULL);
+            else
+                rc = hx_dense_predict(&s->p->params, &s->q, &f, guide, lm.h, lm.w, pred, NULL);
+            if (rc || (rc = hx_metrics_add(s->metrics, pred, lm.px, npx)))
                 goto done;
             if (s->p->save_predictions) {
                 char path[1600];
@@ -678,6 +753,8 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
         hx_dense_feats_free(&f);
         hx_labelmap_free(&lm);
         hx_image_free(&im);
+        hx_crf_free(crf);
+        crf = NULL;
         progress(o, pr, i + 1, nids);
     }
     for (int k = 0; k < nm; k++)
@@ -688,11 +765,14 @@ done:
     hx_labelmap_free(&lm);
     hx_image_free(&im);
     free(pred);
+    free(crf_rgb);
+    hx_crf_free(crf);
     free(guide);
     for (int k = 0; st && k < nm; k++)
         point_state_free(&st[k]);
     free(st);
     hx_clip_free(mo.m);
+    hx_simseg_free(mo.sm);
     hx_dataset_ids_free(ids, nall);
     if (!rc && !o->dry_run)
         say(o, 1, "  features: %zu cached, %zu encoded%s\n", fc.hits, fc.misses,

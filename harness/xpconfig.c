@@ -40,6 +40,12 @@ static const struct field {
     {"protocol.pamr_dilations", K_INTS},
     {"protocol.mean", K_NUM3},
     {"protocol.std", K_NUM3},
+    {"protocol.top_k", K_INT},
+    {"protocol.candidates", K_INT},
+    {"protocol.std_mult", K_NUM},
+    {"protocol.crf_iters", K_INT},
+    {"protocol.close_size", K_INT},
+    {"protocol.tau", K_NUM},
     {"templates", K_STR},
     {"subclasses", K_SUBS},
     {"subclasses_dedupe", K_BOOL},
@@ -218,16 +224,77 @@ static void copy_str(char *dst, size_t len, const cJSON *v, const char *dflt)
     snprintf(dst, len, "%s", cJSON_IsString(v) ? v->valuestring : dflt);
 }
 
+static int resolve_rest(const struct parse *ps, const int *idx, const char *name,
+                        struct hx_xp_point *p);
+
+#define GET(path) get(ps, idx, path, where, sizeof where)
+
+/* The SimSeg protocol's fields (backend "simseg"); the text side and outputs follow as for
+ * any backend. */
+static int resolve_simseg(const struct parse *ps, const int *idx, struct hx_xp_point *p)
+{
+    char where[200];
+    const cJSON *v;
+    static const char *const dense_only[] = {
+        "protocol.short_side", "protocol.long_max", "protocol.crop", "protocol.stride",
+        "protocol.logit_scale", "protocol.prob_thd", "protocol.area_thd", "protocol.argmax_cos",
+        "protocol.pamr_iters", "protocol.pamr_dilations", "protocol.mean", "protocol.std"};
+    for (size_t i = 0; i < sizeof dense_only / sizeof *dense_only; i++)
+        if (GET(dense_only[i]))
+            return hx_err(HX_EINVAL, "%s: not a setting of the SimSeg protocol (backend simseg)",
+                          dense_only[i]);
+    copy_str(p->method, sizeof p->method, GET("method"), "simseg");
+    if (strcmp(p->method, "simseg"))
+        return hx_err(HX_EINVAL, "%s: backend simseg runs the SimSeg protocol; method '%s' is a "
+                      "dense-protocol preset (backend clip)", where, p->method);
+    copy_str(p->variant, sizeof p->variant, GET("variant"), "vanilla");
+    if (strcmp(p->variant, "vanilla"))
+        return hx_err(HX_EINVAL, "%s: SimSeg models have no dense variants", where);
+    copy_str(p->templates, sizeof p->templates, GET("templates"), "imagenet80");
+    if (!p->classnames[0] && hx_ssp_classnames(p->dataset))
+        snprintf(p->classnames, sizeof p->classnames, "%s", hx_ssp_classnames(p->dataset));
+    struct hx_ssp_params *q = &p->ssp;
+    hx_ssp_params_default(q, p->dataset);
+    q->crf_threads = 2;
+    struct {
+        const char *path;
+        int *dst;
+        int min;
+    } ints[] = {{"protocol.top_k", &q->top_k, 1},
+                {"protocol.candidates", &q->candidates, 1},
+                {"protocol.crf_iters", &q->crf_iters, 0},
+                {"protocol.close_size", &q->close_size, 0}};
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)
+        if ((v = GET(ints[i].path))) {
+            if (v->valueint < ints[i].min)
+                return hx_err(HX_EINVAL, "%s: must be >= %d", where, ints[i].min);
+            *ints[i].dst = v->valueint;
+        }
+    if (q->candidates > HX_SSP_MAX_CANDIDATES)
+        return hx_err(HX_EINVAL, "protocol.candidates: at most %d", HX_SSP_MAX_CANDIDATES);
+    if (q->close_size > 0 && q->close_size % 2 == 0)
+        return hx_err(HX_EINVAL, "protocol.close_size: must be odd (or 0 for none)");
+    if ((v = GET("protocol.std_mult")))
+        q->std_mult = (float)v->valuedouble;
+    if ((v = GET("protocol.tau"))) {
+        if (!(v->valuedouble > 0))
+            return hx_err(HX_EINVAL, "%s: must be positive", where);
+        q->tau = (float)v->valuedouble;
+    }
+    return 0;
+}
+
 static int resolve_point(const struct parse *ps, const int *idx, const char *name,
                          struct hx_xp_point *p)
 {
     char where[200];
     const cJSON *v;
     int rc;
-#define GET(path) get(ps, idx, path, where, sizeof where)
     copy_str(p->backend, sizeof p->backend, GET("backend"), "clip");
-    if (strcmp(p->backend, "clip"))
-        return hx_err(HX_EINVAL, "%s: unknown backend '%s' (available: clip)", where, p->backend);
+    p->simseg = !strcmp(p->backend, "simseg");
+    if (strcmp(p->backend, "clip") && !p->simseg)
+        return hx_err(HX_EINVAL, "%s: unknown backend '%s' (available: clip, simseg)", where,
+                      p->backend);
     if (!cJSON_IsString(v = GET("model")))
         return hx_err(HX_EINVAL, "model: required (a model directory)");
     copy_str(p->model, sizeof p->model, v, "");
@@ -242,6 +309,16 @@ static int resolve_point(const struct parse *ps, const int *idx, const char *nam
     if (p->limit < 0)
         return hx_err(HX_EINVAL, "%s: must be >= 0", where);
     copy_str(p->classnames, sizeof p->classnames, GET("dataset.classnames"), "");
+    if (p->simseg)
+        return (rc = resolve_simseg(ps, idx, p)) ? rc : resolve_rest(ps, idx, name, p);
+
+    static const char *const simseg_only[] = {"protocol.top_k", "protocol.candidates",
+                                              "protocol.std_mult", "protocol.crf_iters",
+                                              "protocol.close_size", "protocol.tau"};
+    for (size_t i = 0; i < sizeof simseg_only / sizeof *simseg_only; i++)
+        if (GET(simseg_only[i]))
+            return hx_err(HX_EINVAL, "%s: a setting of the SimSeg protocol (backend simseg)",
+                          simseg_only[i]);
 
     /* method preset first, then explicit fields override it */
     struct hx_dense_preset pre = {0};
@@ -323,6 +400,15 @@ static int resolve_point(const struct parse *ps, const int *idx, const char *nam
             }
         }
 
+    return resolve_rest(ps, idx, name, p);
+}
+
+static int resolve_rest(const struct parse *ps, const int *idx, const char *name,
+                        struct hx_xp_point *p)
+{
+    char where[200];
+    const cJSON *v;
+    int rc;
     v = GET("subclasses");
     copy_str(p->subclasses, sizeof p->subclasses, v, "");
     if (cJSON_IsObject(v)) {
@@ -371,8 +457,14 @@ static int resolve_point(const struct parse *ps, const int *idx, const char *nam
         return hx_err(HX_EINVAL, "%s: must be >= 0", where);
 #undef GET
 
+    if (p->simseg && p->ens.rule == HX_ENS_VOTE)
+        return hx_err(HX_EINVAL, "%s: the vote rule has no per-class map for the SimSeg "
+                      "protocol", ens ? where : "ensemble");
     char view[96];
-    hx_view_key(&p->params, view, sizeof view);
+    if (p->simseg)
+        hx_ssp_view_key(&p->ssp, view, sizeof view);
+    else
+        hx_view_key(&p->params, view, sizeof view);
     snprintf(p->feature_key, sizeof p->feature_key, "%s|%s|%s|%s|%s|%d|%s", p->backend,
              p->model, p->variant, p->dataset, p->root, p->limit, view);
     size_t k = 0;

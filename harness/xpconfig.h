@@ -4,7 +4,8 @@
  *
  *   {
  *     "name": "demo",                       default: the file's stem
- *     "backend": "clip",
+ *     "backend": "clip",                     clip (the dense protocol of SPEC 2) or simseg
+ *                                            (SimSeg models and the SimSeg protocol, SPEC 3)
  *     "model": "models/synth-clip",          model directory
  *     "method": "sclip",                     optional preset (SPEC 2): sclip, clearclip,
  *                                            naclip, naclip-pamr, maskclip; it sets the
@@ -14,6 +15,14 @@
  *     "protocol": {"short_side": 336, "long_max": 2048, "crop": 224, "stride": 112,
  *                  "logit_scale": 40, "prob_thd": 0.1, "area_thd": null, "argmax_cos": false,
  *                  "pamr_iters": 0, "pamr_dilations": [8, 16]},
+ *                                            with "backend": "simseg" the fields are instead
+ *                                            (defaults: SimSeg's settings for the dataset)
+ *                                            {"top_k": 10, "candidates": 5, "std_mult": 1.0,
+ *                                             "crf_iters": 3, "close_size": 7, "tau": 100}
+ *                                            and "method" may only be "simseg"; the class
+ *                                            names default to SimSeg's own lists (voc21,
+ *                                            context60, coco_object) and background gets no
+ *                                            subclasses; "ensemble" shapes the per-class map
  *     "templates": "imagenet80",             imagenet80, maskclip85, single, none, or a file
  *                                            with one template per line ("{}" = the name)
  *     "subclasses": "file.json",             {"class": ["sub", ...]}, or null, or an LLM
@@ -36,6 +45,7 @@
 
 #include "harness/ensemble.h"
 #include "harness/protocol.h"
+#include "harness/simseg_protocol.h"
 
 #include <stddef.h>
 
@@ -48,7 +58,9 @@ struct hx_xp_point {
     char backend[32], model[HX_XP_PATH], variant[32], method[32];
     char dataset[32], root[HX_XP_PATH], classnames[HX_XP_PATH];
     int limit;                     /* images; 0 = all */
-    struct hx_dense_params params;
+    struct hx_dense_params params;    /* backend clip */
+    int simseg;                       /* backend simseg: the SimSeg protocol with */
+    struct hx_ssp_params ssp;         /* these settings instead of params */
     int literal_background;        /* from a ClearCLIP preset */
     char templates[HX_XP_PATH];
     char subclasses[HX_XP_PATH];   /* a JSON file, "" = none */
