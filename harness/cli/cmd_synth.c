@@ -31,7 +31,8 @@ static const char usage[] =
     "                        datasets/classnames/synth.txt\n"
     "  DIR/captions.jsonl    one line per scene: {\"id\", \"caption\", \"objects\": [{\"class\",\n"
     "                        \"colour\", \"size\", \"texture\", \"bbox\": [x0, y0, x1, y1] (visible\n"
-    "                        pixels, end exclusive), \"area\" (visible pixels)}]}, drawing order\n"
+    "                        pixels, end exclusive), \"area\" (visible pixels)}] in drawing order,\n"
+    "                        \"background\": noise|gradient|stripes|checker}\n"
     "  DIR/split.txt         the ids, one per line\n";
 
 static int ensure_dir(const char *path)
@@ -177,7 +178,7 @@ static int run(int argc, char **argv)
             goto fail;
         fprintf(cap.f, "{\"id\": \"%s\", \"caption\": \"%s\", \"objects\": ", id, caption);
         write_objects(cap.f, &sc, inst, size);
-        fputs("}\n", cap.f);
+        fprintf(cap.f, ", \"background\": \"%s\"}\n", hx_synth_background_name(sc.bg.kind));
         fprintf(ids.f, "%s\n", id);
         if ((i + 1) % 5000 == 0)
             fprintf(stderr, "synth: %d/%d scenes\n", i + 1, count);
