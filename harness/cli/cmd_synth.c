@@ -4,6 +4,7 @@
 #include "harness/image.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,7 +114,7 @@ static void write_objects(FILE *f, const struct hx_synth_scene *sc, const uint8_
 static int run(int argc, char **argv)
 {
     const char *out = NULL, *split_s = NULL;
-    int count = -1, seed = 0, size = HX_SYNTH_DEFAULT_SIZE, start = 0, n, rc = 0, code;
+    int count = INT_MIN, seed = 0, size = HX_SYNTH_DEFAULT_SIZE, start = 0, n, rc = 0, code;
     struct cli_opt opts[] = {{"out", CLI_STR, &out},   {"split", CLI_STR, &split_s},
                              {"count", CLI_INT, &count}, {"seed", CLI_INT, &seed},
                              {"size", CLI_INT, &size},  {"start", CLI_INT, &start}};
@@ -129,7 +130,7 @@ static int run(int argc, char **argv)
     if ((code = cli_require(argv[0], out, "out")) ||
         (code = cli_require(argv[0], split_s, "split")))
         return code;
-    if (count == -1)
+    if (count == INT_MIN)
         return cli_usage_error(argv[0], "missing required option --count");
     if (count < 0)
         return cli_usage_error(argv[0], "--count must be >= 0, got %d", count);
