@@ -32,8 +32,8 @@ sys.path.insert(0, HERE)
 import hxref  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
-TEMPLATES = ("a photo of a {}.", "a photo of the {}.", "a {}.", "a photo of a small {}.",
-             "a photo of a large {}.")
+TEMPLATES = ["a photo of a {}.", "a photo of the {}.", "a {}.", "a photo of a small {}.",
+             "a photo of a large {}."]
 
 
 def read_merges(path):
@@ -83,6 +83,7 @@ def iou(conf):
 
 
 def main():
+    global TEMPLATES
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "synth-clip"))
@@ -91,12 +92,15 @@ def main():
     ap.add_argument("--world-seed", type=int, default=0)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--templates", default="|".join(TEMPLATES),
+                    help="prompt templates separated by '|' (default: %(default)s)")
     ap.add_argument("--json", help="also write the numbers here")
     ap.add_argument("--parity", help="write reference outputs for the C engine here: dense "
                     "tokens of every variant and the pooled embedding of val scene 0, token ids "
                     "and embeddings of the class-name prompts")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    TEMPLATES = args.templates.split("|")
     t0 = time.time()
 
     names = [l.strip() for l in open(os.path.join(ROOT, "datasets", "classnames", "synth.txt"))

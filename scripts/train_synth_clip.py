@@ -65,7 +65,7 @@ def object_caption(o, rng, p_attr):
     return "a photo of a %s." % " ".join(words)
 
 
-def make_batch(rows, imgs, labels, idx, rng, S, mix):
+def make_batch(rows, imgs, labels, idx, rng, S, mix, context, p_attr):
     """-> (list of (image index, crop box x0,y0,x1,y1 in pixels, flip), captions)."""
     H = labels.shape[1]
     out, caps = [], []
@@ -82,12 +82,12 @@ def make_batch(rows, imgs, labels, idx, rng, S, mix):
             x0, y0, x1, y1 = o["bbox"]
             cx = (x0 + x1) / 2 + rng.uniform(-0.15, 0.15) * (x1 - x0)
             cy = (y0 + y1) / 2 + rng.uniform(-0.15, 0.15) * (y1 - y0)
-            side = max(x1 - x0, y1 - y0) * rng.uniform(1.1, 2.2)
+            side = max(x1 - x0, y1 - y0) * rng.uniform(*context)
             side = min(max(side, 12.0), float(H))
             bx0 = min(max(cx - side / 2, 0.0), H - side)
             by0 = min(max(cy - side / 2, 0.0), H - side)
             out.append((i, (bx0, by0, bx0 + side, by0 + side), flip))
-            caps.append(object_caption(o, rng, 0.6))
+            caps.append(object_caption(o, rng, p_attr))
             continue
         # background: a window with no object pixel, else the whole scene
         lab = labels[i]
@@ -151,15 +151,19 @@ def main():
     ap.add_argument("--train-count", type=int, default=20000)
     ap.add_argument("--world-seed", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=700)
+    ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--warmup", type=int, default=60)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (on a shared 2-core machine one thread ran 2-4x faster "
                          "than two, which stalled in OpenMP barriers)")
-    ap.add_argument("--mix", default="0.35,0.5,0.15",
+    ap.add_argument("--mix", default="0.25,0.6,0.15",
                     help="fractions of whole scenes, object crops and background crops")
+    ap.add_argument("--context", default="1.2,3.5",
+                    help="object crop side as a range of multiples of the object's box")
+    ap.add_argument("--p-attr", type=float, default=0.6,
+                    help="probability that an object caption names the colour, and the texture")
     ap.add_argument("--vision", default="128,4,4,512",
                     help="vision hidden, layers, heads, intermediate")
     ap.add_argument("--text", default="128,4,4,512", help="text hidden, layers, heads, inter")
@@ -173,6 +177,7 @@ def main():
     rng = np.random.RandomState(args.seed)
     S, P = 64, 8
     mix = [float(x) for x in args.mix.split(",")]
+    context = [float(x) for x in args.context.split(",")]
     vd, vl, vh, vi = (int(x) for x in args.vision.split(","))
     td, tl, th, ti = (int(x) for x in args.text.split(","))
     t0 = time.time()
@@ -249,7 +254,7 @@ def main():
             order, pos = rng.permutation(N), 0
         idx = order[pos:pos + args.batch]
         pos += args.batch
-        spec, caps = make_batch(rows, imgs_t, labels, idx, rng, S, mix)
+        spec, caps = make_batch(rows, imgs_t, labels, idx, rng, S, mix, context, args.p_attr)
         pix = crop_pixels(imgs_t, spec, S)
         ids = encode(caps)
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * \
