@@ -1,6 +1,9 @@
 /* The synthetic world: determinism (stored hashes and regeneration), split separation, label
  * exactness against an independent re-rasterisation, captions, and the synth command. */
 #include "datasets/synth.h"
+#include "harness/error.h"
+#include "harness/safetensors.h"
+#include "models/clip/clip.h"
 #include "tests/test_util.h"
 
 #include <cjson/cJSON.h>
@@ -570,6 +573,88 @@ START_TEST(command_rejects_bad_arguments)
 }
 END_TEST
 
+/* ---- the CLIP trained on this world, read by the C engine ---- */
+
+static float *ref_tensor(const struct hx_safetensors *st, const char *name, size_t *n)
+{
+    const struct hx_st_tensor *t = hx_st_find(st, name);
+    float *p = NULL;
+    ck_assert_msg(t != NULL, "reference tensor %s missing", name);
+    ck_assert_msg(hx_st_load_f32(st, name, -1, NULL, &p) == 0, "%s", hx_errmsg());
+    *n = (size_t)t->numel;
+    return p;
+}
+
+static void close_to(const char *what, const float *got, const float *want, size_t n)
+{
+    double scale = 0;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(want[i]));
+    hx_assert_close(what, got, want, n, 1e-3, 1e-3 * scale);
+}
+
+START_TEST(trained_model_matches_pytorch)
+{
+    /* models/synth-clip against scripts/eval_synth_dense.py --parity: val scene 0 rendered
+     * here, every dense variant, the pooled embedding and the class-prompt text embeddings */
+    struct hx_clip *m = NULL;
+    struct hx_safetensors *ref = NULL;
+    ck_assert_msg(hx_clip_open(&m, "models/synth-clip", HX_CLIP_VISION | HX_CLIP_TEXT) == 0,
+                  "%s", hx_errmsg());
+    ck_assert_msg(hx_st_open(&ref, hx_testdata("synth/synth_clip_expected.safetensors")) == 0,
+                  "%s", hx_errmsg());
+    const struct hx_clip_config *cfg = hx_clip_cfg(m);
+    int E = cfg->projection_dim, S = cfg->vision.image_size, P = cfg->vision.patch_size;
+    int G = (S / P) * (S / P);
+    struct shot s;
+    shoot(&s, 0, HX_SYNTH_VAL, 0, S, S);
+    static const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+    static const float sd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+    float *img = malloc(sizeof(float) * 3 * S * S), *dense = malloc(sizeof(float) * G * E);
+    float *pooled = malloc(sizeof(float) * E);
+    for (int c = 0; c < 3; c++)
+        for (int p = 0; p < S * S; p++)
+            img[(size_t)c * S * S + p] = (s.rgb[3 * p + c] / 255.0f - mean[c]) / sd[c];
+    size_t n;
+    for (int v = 0; v < HX_NVARIANTS; v++) {
+        char name[64];
+        int gh, gw;
+        ck_assert_msg(hx_clip_encode_image(m, img, S, S, (enum hx_variant)v, pooled, dense, &gh,
+                                           &gw) == 0, "%s", hx_errmsg());
+        ck_assert_int_eq(gh * gw, G);
+        snprintf(name, sizeof name, "dense.%s", hx_variant_name((enum hx_variant)v));
+        float *want = ref_tensor(ref, name, &n);
+        ck_assert_int_eq((int)n, G * E);
+        close_to(name, dense, want, n);
+        free(want);
+    }
+    float *want = ref_tensor(ref, "image_embeds", &n);
+    ck_assert_int_eq((int)n, E);
+    close_to("image_embeds", pooled, want, n);
+    free(want);
+
+    const struct hx_st_tensor *t = hx_st_find(ref, "text.input_ids");
+    ck_assert(t && t->dtype == HX_I64 && t->ndim == 2);
+    int nt = (int)t->shape[0], T = (int)t->shape[1];
+    int32_t *ids = malloc(sizeof(int32_t) * nt * T);
+    int64_t id64;
+    for (int i = 0; i < nt * T; i++) {
+        memcpy(&id64, (const uint8_t *)t->data + 8 * (size_t)i, 8);
+        ids[i] = (int32_t)id64;
+    }
+    float *temb = malloc(sizeof(float) * nt * E);
+    ck_assert_msg(hx_clip_encode_tokens(m, ids, nt, T, temb) == 0, "%s", hx_errmsg());
+    want = ref_tensor(ref, "text.embeds", &n);
+    ck_assert_int_eq((int)n, nt * E);
+    close_to("text.embeds", temb, want, n);
+    free(want);
+    free(ids), free(temb), free(img), free(dense), free(pooled);
+    unshoot(&s);
+    hx_st_free(ref);
+    hx_clip_free(m);
+}
+END_TEST
+
 Suite *suite_synth(void)
 {
     Suite *s = suite_create("synth");
@@ -588,5 +673,9 @@ Suite *suite_synth(void)
     tcase_add_test(cmd, command_writes_what_it_says);
     tcase_add_test(cmd, command_rejects_bad_arguments);
     suite_add_tcase(s, cmd);
+    TCase *model = tcase_create("model");
+    tcase_set_timeout(model, 60);
+    tcase_add_test(model, trained_model_matches_pytorch);
+    suite_add_tcase(s, model);
     return s;
 }
