@@ -1,4 +1,4 @@
-/* The synthetic scene generator (see synth.h). Only +, -, *, /, sqrt-free comparisons and
+/* The synthetic scene generator (see synth.h). Only +, -, *, /, fabs, comparisons and
  * floor are used on doubles, so results are bit-identical on any IEEE-754 machine. */
 #include "datasets/synth.h"
 #include "harness/error.h"
