@@ -28,7 +28,7 @@ TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 CMDS   := $(patsubst harness/cli/cmd_%.c,%,$(filter harness/cli/cmd_%.c,$(CLI_SRC)))
 SUITES := $(patsubst tests/test_%.c,%,$(filter tests/test_%.c,$(TEST_SRC)))
 
-.PHONY: all test check-run asan clean deps bench
+.PHONY: all test check-run asan clean deps bench demo demo-check
 all: $(BUILD)/harness
 
 $(BUILD)/libharness.a: $(LIB_OBJ)
@@ -74,6 +74,17 @@ asan:
 
 deps:
 	$(Q)scripts/install-deps.sh --quiet
+
+# The embedded default: the synthetic benchmark (generated once) and experiments/demo.json.
+SYNTH_VAL := .cache/data/synth-val
+demo: deps
+	$(Q)$(MAKE) --no-print-directory $(BUILD)/harness
+	$(Q)test -f $(SYNTH_VAL)/split.txt || ./$(BUILD)/harness synth --out $(SYNTH_VAL) --split val --count 300
+	$(Q)./$(BUILD)/harness run experiments/demo.json
+
+# The demo as a regression check: every point's mIoU against experiments/demo.expected.json.
+demo-check: demo
+	$(Q)python3 scripts/check_regression.py results/demo/summary.json experiments/demo.expected.json
 
 clean:
 	rm -rf build build-asan

@@ -127,7 +127,9 @@ int hx_dense_decide(const struct hx_dense_params *p, const struct hx_queries *q,
     for (int c = 0; c < C; c++)
         keep[c] = 1;
     struct decide_job jb = {p, q, scores, n, 0, 0, keep, area, chunk, pred, probs};
-    hx_parallel_for(nchunks, 0, decide_range, &jb);
+    /* threads only pay off on large maps (spawning costs tens of microseconds) */
+    int threads = (size_t)n * q->bank->n_classes >= (1u << 20) ? 0 : 1;
+    hx_parallel_for(nchunks, threads, decide_range, &jb);
     if ((rc = jb.rc))
         goto done;
     if (!p->argmax_cos && p->area_thd >= 0) {
@@ -142,7 +144,7 @@ int hx_dense_decide(const struct hx_dense_params *p, const struct hx_queries *q,
         for (int c = 1; c < C; c++)
             keep[c] = tot[c] > p->area_thd * fg ? 1.0f : 0.0f;
         jb.pass = 1;
-        hx_parallel_for(nchunks, 0, decide_range, &jb);
+        hx_parallel_for(nchunks, threads, decide_range, &jb);
         rc = jb.rc;
     }
 done:
@@ -382,7 +384,7 @@ int hx_dense_predict(const struct hx_dense_params *p, const struct hx_queries *q
             goto done;
         }
     struct maps_job job = {f, grid, count, N, H, W, out_h, out_w, maps, 0};
-    hx_parallel_for(N, 0, maps_range, &job);
+    hx_parallel_for(N, (size_t)N * H * W >= (1u << 20) ? 0 : 1, maps_range, &job);
     if ((rc = job.rc))
         goto done;
     if (p->pamr.iters > 0 && (rc = hx_pamr(guide, 3, out_h, out_w, maps, N, &p->pamr)))

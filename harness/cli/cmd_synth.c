@@ -38,6 +38,14 @@ static const char usage[] =
 
 static int ensure_dir(const char *path)
 {
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", path);
+    for (char *s = parent + 1; *s; s++) /* parents first, as mkdir -p */
+        if (*s == '/') {
+            *s = 0;
+            mkdir(parent, 0777);
+            *s = '/';
+        }
     if (mkdir(path, 0777) == 0 || errno == EEXIST) {
         struct stat st;
         if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
