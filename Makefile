@@ -82,9 +82,9 @@ demo: deps
 	$(Q)test -f $(SYNTH_VAL)/split.txt || ./$(BUILD)/harness synth --out $(SYNTH_VAL) --split val --count 300
 	$(Q)./$(BUILD)/harness run experiments/demo.json
 
-# The demo as a regression check: every point's mIoU against experiments/demo.expected.json.
+# The demo as a regression check: every point's mIoU against experiments/expected/demo.json.
 demo-check: demo
-	$(Q)python3 scripts/check_regression.py results/demo/summary.json experiments/demo.expected.json
+	$(Q)python3 scripts/check_regression.py results/demo/summary.json experiments/expected/demo.json
 
 clean:
 	rm -rf build build-asan
