@@ -5,6 +5,7 @@
  * evaluation protocols depend on bit-exact preprocessing. Indices and weights are computed
  * once per call per output row and column; the pixel loops only read tables. */
 #include "harness/image.h"
+#include "harness/simd.h"
 
 #include "harness/error.h"
 
@@ -280,7 +281,7 @@ static const float *lin_row(struct row_cache *rc, const float *s, int w, int ow,
 
 /* Bilinear resize of src [c, h, w] to oh x ow, written (add = 0) or added (add = 1) into the
  * window at (y0, x0) of dst [c, dh, dw]. */
-static int bilinear_into(const float *src, int c, int h, int w, float *dst, int dh, int dw,
+HX_CLONES static int bilinear_into(const float *src, int c, int h, int w, float *dst, int dh, int dw,
                          int y0w, int x0w, int oh, int ow, int align_corners, int add)
 {
     int rc = check_sizes("bilinear resize", c, h, w, oh, ow);

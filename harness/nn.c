@@ -1,17 +1,11 @@
 #include "harness/nn.h"
+#include "harness/simd.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-/* The element-wise kernels are compiled for AVX-512, AVX2 and baseline x86-64; the loader
- * picks the widest the CPU has. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define HX_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
-#else
-#define HX_CLONES
-#endif
 
 static void fill_bias(float *y, int n, int out, const float *b)
 {

@@ -3,6 +3,7 @@
 #include "harness/error.h"
 #include "harness/nn.h"
 #include "harness/parallel.h"
+#include "harness/simd.h"
 #include "harness/score.h"
 #include "harness/window.h"
 
@@ -32,7 +33,7 @@ struct decide_job {
     float *probs;
 };
 
-static void decide_range(void *ctx, int t0, int t1)
+HX_CLONES static void decide_range(void *ctx, int t0, int t1)
 {
     struct decide_job *jb = ctx;
     const struct hx_dense_params *p = jb->p;
@@ -41,7 +42,9 @@ static void decide_range(void *ctx, int t0, int t1)
     float scale = p->logit_scale;
     float *cls = malloc(sizeof(float) * C * DB), *m = malloc(sizeof(float) * DB);
     float *z = malloc(sizeof(float) * DB), *e = malloc(sizeof(float) * DB);
-    if (!cls || !m || !z || !e) {
+    float *bv = malloc(sizeof(float) * DB);
+    int *bi = malloc(sizeof(int) * DB);
+    if (!cls || !m || !z || !e || !bv || !bi) {
         jb->rc = HX_ENOMEM;
         goto done;
     }
@@ -87,17 +90,23 @@ static void decide_range(void *ctx, int t0, int t1)
                     for (int j = 0; j < b; j++)
                         cls[(size_t)c * DB + j] *= z[j];
             }
-            for (int j = 0; j < b; j++) {
-                int best = 0;
-                float bv = cls[j] * jb->keep[0];
-                for (int c = 1; c < C; c++) {
-                    float v = cls[(size_t)c * DB + j] * jb->keep[c];
-                    if (v > bv)
-                        bv = v, best = c;
+            /* argmax over classes, vectorised across the block's pixels */
+            for (int j = 0; j < b; j++)
+                bv[j] = cls[j] * jb->keep[0], bi[j] = 0;
+            for (int c = 1; c < C; c++) {
+                const float *cc = cls + (size_t)c * DB, kc = jb->keep[c];
+                for (int j = 0; j < b; j++) {
+                    float v = cc[j] * kc;
+                    int gt = v > bv[j];
+                    bv[j] = gt ? v : bv[j];
+                    bi[j] = gt ? c : bi[j];
                 }
+            }
+            for (int j = 0; j < b; j++) {
+                int best = bi[j];
                 if (jb->pass == 0)
                     area[best] += 1;
-                if (!p->argmax_cos && bv < p->prob_thd)
+                if (!p->argmax_cos && bv[j] < p->prob_thd)
                     best = 0;
                 jb->pred[i0 + j] = (uint8_t)best;
                 if (jb->probs)
@@ -107,7 +116,7 @@ static void decide_range(void *ctx, int t0, int t1)
         }
     }
 done:
-    free(cls), free(m), free(z), free(e);
+    free(cls), free(m), free(z), free(e), free(bv), free(bi);
 }
 
 int hx_dense_decide(const struct hx_dense_params *p, const struct hx_queries *q, float *scores,
@@ -284,7 +293,7 @@ struct maps_job {
     int rc;
 };
 
-static void maps_range(void *ctx, int k0, int k1)
+HX_CLONES static void maps_range(void *ctx, int k0, int k1)
 {
     struct maps_job *j = ctx;
     const struct hx_dense_feats *f = j->f;
