@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int hx_read_file(const char *path, uint8_t **out, size_t *len)
@@ -95,4 +96,21 @@ done:
         unlink(tmp);
     free(tmp);
     return rc;
+}
+
+int hx_mkdirs(const char *path)
+{
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s", path) >= sizeof tmp)
+        return hx_err(HX_EINVAL, "path too long: %.80s...", path);
+    for (char *s = tmp + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(tmp, 0777) && errno != EEXIST)
+                return hx_err(HX_EIO, "cannot create %s: %s", tmp, strerror(errno));
+            *s = '/';
+        }
+    if (mkdir(tmp, 0777) && errno != EEXIST)
+        return hx_err(HX_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    return 0;
 }

@@ -16,4 +16,8 @@ int hx_read_file(const char *path, uint8_t **out, size_t *len);
  * file is removed). */
 int hx_write_atomic(const char *path, const void *data, size_t len);
 
+/* Create a folder and its missing parents (as mkdir -p); an existing folder is fine. Errors
+ * name the component that could not be made. */
+int hx_mkdirs(const char *path);
+
 #endif

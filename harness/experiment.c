@@ -9,6 +9,7 @@
 #include "harness/labelmap.h"
 #include "harness/llm.h"
 #include "harness/metrics.h"
+#include "harness/prompts.h"
 #include "harness/report.h"
 #include "harness/score.h"
 #include "harness/simseg_protocol.h"
@@ -38,37 +39,6 @@ static double now(void)
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-static int mkdir_p(const char *path)
-{
-    char tmp[2048];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *s = tmp + 1; *s; s++)
-        if (*s == '/') {
-            *s = 0;
-            if (mkdir(tmp, 0777) && errno != EEXIST)
-                return hx_err(HX_EIO, "cannot create %s: %s", tmp, strerror(errno));
-            *s = '/';
-        }
-    if (mkdir(tmp, 0777) && errno != EEXIST)
-        return hx_err(HX_EIO, "cannot create %s: %s", tmp, strerror(errno));
-    return 0;
-}
-
-static char *trim_copy(const char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1]))
-        n--;
-    char *r = malloc(n + 1);
-    if (r) {
-        memcpy(r, s, n);
-        r[n] = 0;
-    }
-    return r;
-}
-
 /* ------------------------------------------------------------------ output */
 
 static void say(const struct hx_run_opts *o, int to_log, const char *fmt, ...)
@@ -83,74 +53,6 @@ static void say(const struct hx_run_opts *o, int to_log, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     o->emit(o->emit_ctx, to_log, buf);
-}
-
-/* ------------------------------------------------------------------ templates */
-
-static int read_templates(const char *spec, char ***out, int *n)
-{
-    char path[1200];
-    if (strchr(spec, '/') || strstr(spec, ".txt"))
-        snprintf(path, sizeof path, "%s", spec);
-    else
-        snprintf(path, sizeof path, "datasets/templates/%s.txt", spec);
-    uint8_t *buf;
-    size_t len;
-    int rc = hx_read_file(path, &buf, &len);
-    if (rc)
-        return hx_err(rc, "templates '%s': %s", spec, hx_errmsg());
-    char **t = NULL;
-    int k = 0, cap = 0;
-    char *text = (char *)buf, *save = NULL;
-    char *z = realloc(text, len + 1);
-    if (!z) {
-        free(buf);
-        return HX_ENOMEM;
-    }
-    text = z;
-    text[len] = 0;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        size_t l = strlen(line);
-        if (l && line[l - 1] == '\r')
-            line[--l] = 0;
-        if (!l)
-            continue;
-        if (!strstr(line, "{}")) {
-            free(text);
-            for (int i = 0; i < k; i++)
-                free(t[i]);
-            free(t);
-            return hx_err(HX_EFORMAT, "%s: template '%s' has no {} for the name", path, line);
-        }
-        if (k == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **g = realloc(t, sizeof *g * cap);
-            if (!g)
-                break;
-            t = g;
-        }
-        t[k++] = strdup(line);
-    }
-    free(text);
-    if (k == 0)
-        return hx_err(HX_EFORMAT, "%s: no templates", path);
-    *out = t;
-    *n = k;
-    return 0;
-}
-
-/* template with "{}" replaced by name (newly allocated) */
-static char *fill(const char *tmpl, const char *name)
-{
-    const char *at = strstr(tmpl, "{}");
-    size_t a = (size_t)(at - tmpl), b = strlen(name), c = strlen(at + 2);
-    char *s = malloc(a + b + c + 1);
-    if (s) {
-        memcpy(s, tmpl, a);
-        memcpy(s + a, name, b);
-        memcpy(s + a + b, at + 2, c + 1);
-    }
-    return s;
 }
 
 /* ------------------------------------------------------------------ the lazily loaded model */
@@ -251,31 +153,6 @@ static int load_subclasses(const struct hx_xp_point *p, char *const *firsts, int
     return rc;
 }
 
-/* The list for class c: the entry keyed by one of its names, exactly, else ignoring case
- * and surrounding spaces; -1 when none. */
-static int match_class(const struct hx_subclasses *s, const struct hx_classnames *cn, int c)
-{
-    for (int j = 0; j < cn->nsyn[c]; j++) {
-        int i = hx_subclasses_find(s, cn->syn[c][j]);
-        if (i >= 0)
-            return i;
-    }
-    for (int j = 0; j < cn->nsyn[c]; j++) {
-        char *name = trim_copy(cn->syn[c][j]);
-        for (int i = 0; name && i < s->n; i++) {
-            char *key = trim_copy(s->cls[i]);
-            int eq = key && !strcasecmp(key, name);
-            free(key);
-            if (eq) {
-                free(name);
-                return i;
-            }
-        }
-        free(name);
-    }
-    return -1;
-}
-
 /* Names of class c that become queries: all its synonyms, or (SimSeg, one embedding per
  * class) the first only. */
 static int n_names(const struct point_state *s, int c)
@@ -311,7 +188,7 @@ static int build_bank(struct point_state *s, const struct hx_dataset *d, struct 
         firsts[c] = s->cn.syn[c][0];
         N += n_names(s, c);
     }
-    if ((rc = read_templates(p->templates, &templates, &nt)) ||
+    if ((rc = hx_templates_read(p->templates, &templates, &nt)) ||
         (rc = load_subclasses(p, firsts, C, &sc)))
         goto done;
     cls_list = malloc(sizeof *cls_list * C);
@@ -321,7 +198,7 @@ static int build_bank(struct point_state *s, const struct hx_dataset *d, struct 
     }
     size_t u = 0;
     for (int c = 0; c < C; c++) {
-        cls_list[c] = sc.n ? match_class(&sc, &s->cn, c) : -1;
+        cls_list[c] = sc.n ? hx_subclass_match(&sc, &s->cn, c) : -1;
         if (sc.n && cls_list[c] < 0 && c > 0 && u + 2 < ulen)
             u += (size_t)snprintf(unmatched + u, ulen - u, "%s%s", u ? ", " : "", firsts[c]);
     }
@@ -357,7 +234,7 @@ static int build_bank(struct point_state *s, const struct hx_dataset *d, struct 
         }
     for (int m = 0; m < M; m++)
         for (int t = 0; t < nt; t++)
-            if (!(texts[(size_t)m * nt + t] = fill(templates[t], strings[m]))) {
+            if (!(texts[(size_t)m * nt + t] = hx_template_fill(templates[t], strings[m]))) {
                 rc = HX_ENOMEM;
                 goto texts_done;
             }
@@ -385,9 +262,7 @@ texts_done:
     free(emb);
     free(name_sub);
 done:
-    for (int t = 0; t < nt; t++)
-        free(templates[t]);
-    free(templates);
+    hx_templates_free(templates, nt);
     hx_subclasses_free(&sc);
     free(cls_list);
     free(firsts);
@@ -617,7 +492,7 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
         struct point_state *s = &st[k];
         s->p = &xp->points[members[k]];
         snprintf(s->dir, sizeof s->dir, "%s/points/%03d", s->p->output, s->p->index);
-        if ((rc = mkdir_p(s->dir)))
+        if ((rc = hx_mkdirs(s->dir)))
             goto done;
         if (o->resume && finished(xp, s)) {
             s->resumed = 1;
@@ -725,7 +600,7 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
             if (s->p->save_predictions) {
                 char path[1600];
                 snprintf(path, sizeof path, "%s/pred", s->dir);
-                if ((rc = mkdir_p(path)))
+                if ((rc = hx_mkdirs(path)))
                     goto done;
                 snprintf(path, sizeof path, "%s/pred/", s->dir);
                 size_t k = strlen(path);
@@ -738,7 +613,7 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
             if (s->overlays_done < s->p->overlays && im.px) {
                 char path[1600];
                 snprintf(path, sizeof path, "%s/overlays", s->p->output);
-                if ((rc = mkdir_p(path)))
+                if ((rc = hx_mkdirs(path)))
                     goto done;
                 snprintf(path, sizeof path, "%s/overlays/%03d-%s.png", s->p->output, s->p->index,
                          id);
@@ -792,7 +667,7 @@ int hx_xp_run(const struct hx_xp *xp, const struct hx_run_opts *o)
     if (!o->dry_run) {
         const char *out = xp->points[0].output;
         char path[1400];
-        if ((rc = mkdir_p(out)))
+        if ((rc = hx_mkdirs(out)))
             goto done;
         snprintf(path, sizeof path, "%s/config.json", out);
         if ((rc = write_text(path, xp->config_text)))

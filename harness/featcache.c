@@ -75,22 +75,6 @@ int hx_model_fingerprint(const char *dir, char *out, size_t len)
     return 0;
 }
 
-static int mkdirs(const char *path)
-{
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *s = tmp + 1; *s; s++)
-        if (*s == '/') {
-            *s = 0;
-            if (mkdir(tmp, 0777) && errno != EEXIST)
-                return hx_err(HX_EIO, "cannot create %s: %s", tmp, strerror(errno));
-            *s = '/';
-        }
-    if (mkdir(tmp, 0777) && errno != EEXIST)
-        return hx_err(HX_EIO, "cannot create %s: %s", tmp, strerror(errno));
-    return 0;
-}
-
 int hx_featcache_open(struct hx_featcache *c, const char *cache_dir, const char *fingerprint,
                       const char *view, int f16)
 {
@@ -100,7 +84,7 @@ int hx_featcache_open(struct hx_featcache *c, const char *cache_dir, const char 
                          view) >= sizeof c->dir)
         return hx_err(HX_EINVAL, "cache path too long under %s", cache_dir);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return mkdirs(c->dir);
+    return hx_mkdirs(c->dir);
 }
 
 /* <dir>/<id with '/' as %2F>.h5 */
@@ -517,7 +501,7 @@ int hx_text_cache_embed(const char *cache_dir, const char *fingerprint, int E,
     if (computed)
         *computed = 0;
     snprintf(dir, sizeof dir, "%s/text", cache_dir);
-    if ((rc = mkdirs(dir)))
+    if ((rc = hx_mkdirs(dir)))
         return rc;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     snprintf(path, sizeof path, "%s/%s.h5", dir, fingerprint);

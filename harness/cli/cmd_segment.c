@@ -1,6 +1,7 @@
 #include "datasets/datasets.h"
 #include "harness/cli/cli.h"
 #include "harness/error.h"
+#include "harness/prompts.h"
 #include "harness/labelmap.h"
 #include "harness/protocol.h"
 #include "harness/score.h"
@@ -50,90 +51,9 @@ static const char usage[] =
     "(datasets/templates/imagenet80.txt or maskclip85.txt); the rule applies per name.\n"
     "Exit codes: 0 ok, 1 failure, 2 bad usage or input.\n";
 
-static char *trim_copy(const char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1]))
-        n--;
-    char *r = malloc(n + 1);
-    if (r) {
-        memcpy(r, s, n);
-        r[n] = 0;
-    }
-    return r;
-}
 
-/* The list of class c: keyed by one of its names exactly, else ignoring case and spaces. */
-static int match_class(const struct hx_subclasses *s, const struct hx_classnames *cn, int c)
-{
-    for (int j = 0; j < cn->nsyn[c]; j++) {
-        int i = hx_subclasses_find(s, cn->syn[c][j]);
-        if (i >= 0)
-            return i;
-    }
-    for (int j = 0; j < cn->nsyn[c]; j++) {
-        char *name = trim_copy(cn->syn[c][j]);
-        for (int i = 0; name && i < s->n; i++) {
-            char *key = trim_copy(s->cls[i]);
-            int eq = key && !strcasecmp(key, name);
-            free(key);
-            if (eq) {
-                free(name);
-                return i;
-            }
-        }
-        free(name);
-    }
-    return -1;
-}
 
-/* One template per line of datasets/templates/<name>.txt. */
-static int read_templates(const char *name, char ***out, int *n)
-{
-    char path[256];
-    snprintf(path, sizeof path, "datasets/templates/%s.txt", name);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return hx_err(HX_EIO, "cannot open %s (run from the repository root)", path);
-    char line[1024], **t = NULL;
-    int k = 0;
-    while (fgets(line, sizeof line, f)) {
-        size_t l = strlen(line);
-        while (l && (line[l - 1] == '\n' || line[l - 1] == '\r'))
-            line[--l] = 0;
-        if (!l)
-            continue;
-        char **g = realloc(t, sizeof *g * (k + 1));
-        if (!g || !(g[k] = strdup(line))) {
-            free(g ? g : t);
-            fclose(f);
-            return HX_ENOMEM;
-        }
-        t = g, k++;
-    }
-    fclose(f);
-    if (!k)
-        return hx_err(HX_EFORMAT, "%s: no templates", path);
-    *out = t, *n = k;
-    return 0;
-}
 
-static char *fill(const char *tmpl, const char *name)
-{
-    const char *at = strstr(tmpl, "{}");
-    if (!at)
-        return strdup(tmpl);
-    size_t a = (size_t)(at - tmpl), b = strlen(name), c = strlen(at + 2);
-    char *s = malloc(a + b + c + 1);
-    if (s) {
-        memcpy(s, tmpl, a);
-        memcpy(s + a, name, b);
-        memcpy(s + a + b, at + 2, c + 1);
-    }
-    return s;
-}
 
 struct text_side {
     int N, M;            /* names (bank classes), members */
@@ -156,7 +76,7 @@ static int text_side(const struct hx_classnames *cn, const struct hx_subclasses 
     int unmatched = 0;
     for (int c = 0; c < cn->n; c++) {
         t->N += synonyms ? cn->nsyn[c] : 1;
-        int i = sc->n ? match_class(sc, cn, c) : -1;
+        int i = sc->n ? hx_subclass_match(sc, cn, c) : -1;
         if (i >= 0)
             t->M += sc->nsub[i] < k ? sc->nsub[i] : k;
         else if (sc->n && c > 0)
@@ -172,7 +92,7 @@ static int text_side(const struct hx_classnames *cn, const struct hx_subclasses 
     if (!t->name_class || !t->n_sub || !t->strings)
         return HX_ENOMEM;
     for (int c = 0, n = 0, m = 0; c < cn->n; c++) {
-        int i = sc->n ? match_class(sc, cn, c) : -1;
+        int i = sc->n ? hx_subclass_match(sc, cn, c) : -1;
         for (int j = 0; j < (synonyms ? cn->nsyn[c] : 1); j++, n++) {
             t->name_class[n] = c;
             t->strings[m++] = cn->syn[c][j];
@@ -249,7 +169,7 @@ static int run_dense(const char *model, const char *protocol, const struct hx_im
     }
     if ((rc = hx_clip_open(&m, model, HX_CLIP_VISION | HX_CLIP_TEXT)) ||
         (rc = hx_dataset_classnames(d, list, &cn)) || (rc = text_side(&cn, sc, k, 1, 1, &t)) ||
-        (rc = read_templates(pre.templates == 85 ? "maskclip85" : "imagenet80", &tmpl, &nt)))
+        (rc = hx_templates_read(pre.templates == 85 ? "maskclip85" : "imagenet80", &tmpl, &nt)))
         goto done;
     int E = hx_clip_cfg(m)->projection_dim;
     texts = calloc((size_t)t.M * nt, sizeof *texts);
@@ -261,7 +181,7 @@ static int run_dense(const char *model, const char *protocol, const struct hx_im
     }
     for (int i = 0; i < t.M; i++)
         for (int j = 0; j < nt; j++)
-            if (!(texts[(size_t)i * nt + j] = fill(tmpl[j], t.strings[i]))) {
+            if (!(texts[(size_t)i * nt + j] = hx_template_fill(tmpl[j], t.strings[i]))) {
                 rc = HX_ENOMEM;
                 goto done;
             }

@@ -1,4 +1,5 @@
 #include "datasets/synth.h"
+#include "harness/atomicio.h"
 #include "harness/cli/cli.h"
 #include "harness/error.h"
 #include "harness/image.h"
@@ -38,21 +39,13 @@ static const char usage[] =
 
 static int ensure_dir(const char *path)
 {
-    char parent[4096];
-    snprintf(parent, sizeof parent, "%s", path);
-    for (char *s = parent + 1; *s; s++) /* parents first, as mkdir -p */
-        if (*s == '/') {
-            *s = 0;
-            mkdir(parent, 0777);
-            *s = '/';
-        }
-    if (mkdir(path, 0777) == 0 || errno == EEXIST) {
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            return 0;
-        return hx_err(HX_EIO, "%s exists and is not a directory", path);
-    }
-    return hx_err(HX_EIO, "cannot create directory %s: %s", path, strerror(errno));
+    int rc = hx_mkdirs(path);
+    if (rc)
+        return rc;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    return hx_err(HX_EIO, "%s exists and is not a directory", path);
 }
 
 /* Write everything to path.tmp, then rename: readers see the old file or the whole new one. */
