@@ -101,25 +101,32 @@ START_TEST(class_lists_match_simseg)
         const char *fx = hx_fixture(rel);
         if (!fx)
             HX_SKIP("SimSeg's class-name files absent from the fixtures");
-        char *want = slurp(fx), *got = slurp(hx_ssp_classnames(sets[s][0]));
-        ck_assert_msg(!strcmp(got, want), "%s differs from SimSeg's %s",
-                      hx_ssp_classnames(sets[s][0]), rel);
-        free(want), free(got);
+        /* the first name of every line is SimSeg's name, in SimSeg's order (synonyms after it
+         * serve the other protocols; SimSeg's path uses the first name only) */
+        struct hx_classnames ours, theirs;
+        ck_assert_msg(hx_classnames_read(hx_ssp_classnames(sets[s][0]), &ours) == 0, "%s",
+                      hx_errmsg());
+        ck_assert_msg(hx_classnames_read(fx, &theirs) == 0, "%s", hx_errmsg());
+        ck_assert_int_eq(ours.n, theirs.n);
+        for (int c = 0; c < ours.n; c++)
+            ck_assert_msg(!strcmp(ours.syn[c][0], theirs.syn[c][0]), "%s line %d: '%s', SimSeg "
+                          "has '%s'", hx_ssp_classnames(sets[s][0]), c + 1, ours.syn[c][0],
+                          theirs.syn[c][0]);
+        hx_classnames_free(&ours);
+        hx_classnames_free(&theirs);
         /* and the registry accepts the list for the dataset */
         struct hx_classnames cn;
         ck_assert_msg(hx_dataset_classnames(hx_dataset_find(sets[s][0]),
                                             hx_ssp_classnames(sets[s][0]), &cn) == 0, "%s",
                       hx_errmsg());
-        /* the released subclass lists are keyed by exactly these names, in this order */
+        /* the released subclass lists are keyed by exactly these first names, in this order */
         snprintf(rel, sizeof rel, "subclasses/paper_top5_%s.json", sets[s][1]);
         if ((fx = hx_fixture(rel))) {
             struct hx_subclasses sc;
             ck_assert_msg(hx_subclasses_read(fx, 0, &sc) == 0, "%s", hx_errmsg());
             ck_assert_int_eq(sc.n, cn.n);
-            for (int c = 0; c < cn.n; c++) {
-                ck_assert_int_eq(cn.nsyn[c], 1);
+            for (int c = 0; c < cn.n; c++)
                 ck_assert_str_eq(sc.cls[c], cn.syn[c][0]);
-            }
             hx_subclasses_free(&sc);
         }
         hx_classnames_free(&cn);
