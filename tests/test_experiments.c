@@ -79,20 +79,6 @@ START_TEST(configs_load)
 }
 END_TEST
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    /* one final newline does not count */
-    if (n && buf[n - 1] == '\n')
-        buf[n - 1] = 0;
-    return strdup(buf);
-}
-
 START_TEST(class_lists_match_simseg)
 {
     for (int s = 0; s < 3; s++) {
