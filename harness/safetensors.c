@@ -661,3 +661,37 @@ done:
     free(hdr);
     return rc;
 }
+
+int hx_weights_keep(struct hx_weights *w, float *p, size_t count)
+{
+    if (w->n == w->cap) {
+        int cap = w->cap ? 2 * w->cap : 128;
+        float **a = realloc(w->arrays, sizeof *a * cap);
+        if (!a) {
+            free(p);
+            return hx_err(HX_ENOMEM, "out of memory keeping model weights");
+        }
+        w->arrays = a;
+        w->cap = cap;
+    }
+    w->arrays[w->n++] = p;
+    w->bytes += count * sizeof(float);
+    return 0;
+}
+
+int hx_weights_load(struct hx_weights *w, const struct hx_safetensors *st, float **dst,
+                    const char *name, int ndim, const int64_t *shape)
+{
+    int rc = hx_st_load_f32(st, name, ndim, shape, dst);
+    if (rc)
+        return rc;
+    return hx_weights_keep(w, *dst, (size_t)hx_st_find(st, name)->numel);
+}
+
+void hx_weights_free(struct hx_weights *w)
+{
+    for (int i = 0; i < w->n; i++)
+        free(w->arrays[i]);
+    free(w->arrays);
+    memset(w, 0, sizeof *w);
+}

@@ -46,6 +46,21 @@ const struct hx_st_tensor *hx_st_find(const struct hx_safetensors *st, const cha
 int hx_st_load_f32(const struct hx_safetensors *st, const char *name, int ndim,
                    const int64_t *shape, float **out);
 
+/* A model's float32 weights, loaded tensor by tensor and freed together.
+ * Ownership: the store owns every array kept in it; hx_weights_free frees them all. */
+struct hx_weights {
+    float **arrays;
+    int n, cap;
+    size_t bytes; /* float32 bytes held */
+};
+
+/* Take ownership of p (count floats). On failure p is freed and HX_ENOMEM returned. */
+int hx_weights_keep(struct hx_weights *w, float *p, size_t count);
+/* hx_st_load_f32 (shape of ndim dims, -1 = any) into *dst, kept in the store. */
+int hx_weights_load(struct hx_weights *w, const struct hx_safetensors *st, float **dst,
+                    const char *name, int ndim, const int64_t *shape);
+void hx_weights_free(struct hx_weights *w);
+
 /* Write tensors as an F32 safetensors file (for tests and tools); atomic (temp + rename). */
 struct hx_st_write {
     const char *name;

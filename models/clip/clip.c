@@ -44,9 +44,7 @@ struct hx_clip {
     float *text_proj;           /* [E, Dt] */
     struct hx_tokenizer *tok;
     /* bookkeeping */
-    float **owned;              /* every weight allocation */
-    int nowned, capowned;
-    size_t weight_bytes;
+    struct hx_weights w;        /* every weight array */
     char fingerprint[40];
 };
 
@@ -72,35 +70,12 @@ const char *hx_variant_name(enum hx_variant v)
 
 /* ---------------------------------------------------------------- loading */
 
-static int keep(struct hx_clip *m, float *p, size_t n)
-{
-    if (m->nowned == m->capowned) {
-        int cap = m->capowned ? 2 * m->capowned : 64;
-        float **o = realloc(m->owned, sizeof *o * cap);
-        if (!o) {
-            free(p);
-            return hx_err(HX_ENOMEM, "out of memory loading %s", m->dir);
-        }
-        m->owned = o;
-        m->capowned = cap;
-    }
-    m->owned[m->nowned++] = p;
-    m->weight_bytes += n * sizeof(float);
-    return 0;
-}
-
-/* Load tensor `name` with the given shape (up to 4 dims) into a new float array. */
+/* Load tensor `name` with the given shape (up to 4 dims) into the model's weight store. */
 static int load(struct hx_clip *m, const struct hx_safetensors *st, float **dst, const char *name,
                 int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
 {
     int64_t shape[4] = {d0, d1, d2, d3};
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++)
-        n *= (size_t)shape[i];
-    int rc = hx_st_load_f32(st, name, ndim, shape, dst);
-    if (rc)
-        return rc;
-    return keep(m, *dst, n);
+    return hx_weights_load(&m->w, st, dst, name, ndim, shape);
 }
 
 /* q, k, v projections stacked into one [3D, D] matrix and [3D] bias. */
@@ -117,12 +92,12 @@ static int load_qkv(struct hx_clip *m, const struct hx_safetensors *st, const ch
         free(b->qkv_b);
         return HX_ENOMEM;
     }
-    int rc = keep(m, b->qkv_w, 3 * n);
+    int rc = hx_weights_keep(&m->w, b->qkv_w, 3 * n);
     if (rc) {
         free(b->qkv_b);
         return rc;
     }
-    if ((rc = keep(m, b->qkv_b, 3 * (size_t)D)))
+    if ((rc = hx_weights_keep(&m->w, b->qkv_b, 3 * (size_t)D)))
         return rc;
     for (int i = 0; i < 3; i++) {
         float *w, *bias;
@@ -264,9 +239,7 @@ void hx_clip_free(struct hx_clip *m)
 {
     if (!m)
         return;
-    for (int i = 0; i < m->nowned; i++)
-        free(m->owned[i]);
-    free(m->owned);
+    hx_weights_free(&m->w);
     free(m->vblocks);
     free(m->tblocks);
     free(m->pos_cache);
@@ -278,7 +251,7 @@ void hx_clip_free(struct hx_clip *m)
 const struct hx_clip_config *hx_clip_cfg(const struct hx_clip *m) { return &m->cfg; }
 float hx_clip_logit_scale(const struct hx_clip *m) { return m->logit_scale; }
 const char *hx_clip_fingerprint(const struct hx_clip *m) { return m->fingerprint; }
-size_t hx_clip_weight_bytes(const struct hx_clip *m) { return m->weight_bytes; }
+size_t hx_clip_weight_bytes(const struct hx_clip *m) { return m->w.bytes; }
 
 /* ---------------------------------------------------------------- shared block code */
 

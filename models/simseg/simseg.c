@@ -1,6 +1,7 @@
 #include "models/simseg/simseg.h"
 
 #include "harness/error.h"
+#include "harness/featcache.h"
 #include "harness/nn.h"
 #include "harness/safetensors.h"
 #include "models/simseg/wordpiece.h"
@@ -224,49 +225,15 @@ struct hx_simseg {
     float *vx, *vy, *vqkv, *vattn, *vh, *vscores, *vcols, *vtok, *vproj;
     float *tx, *ty, *tqkv, *tattn, *th, *tscores, *tbias, *tproj;
     /* bookkeeping */
-    float **owned;
-    int nowned, capowned;
-    uint64_t hash;
+    struct hx_weights w;        /* every weight array */
     char fingerprint[48];
 };
-
-static void hash_bytes(uint64_t *h, const void *p, size_t n)
-{
-    uint64_t x = *h;
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        x ^= b[i];
-        x *= 0x100000001b3ull;
-    }
-    *h = x;
-}
-
-static int keep(struct hx_simseg *m, float *p, size_t n)
-{
-    if (m->nowned == m->capowned) {
-        int cap = m->capowned ? 2 * m->capowned : 128;
-        float **o = realloc(m->owned, sizeof *o * cap);
-        if (!o) {
-            free(p);
-            return hx_err(HX_ENOMEM, "out of memory loading %s", m->dir);
-        }
-        m->owned = o;
-        m->capowned = cap;
-    }
-    m->owned[m->nowned++] = p;
-    hash_bytes(&m->hash, p, n * sizeof(float));
-    return 0;
-}
 
 static int load(struct hx_simseg *m, const struct hx_safetensors *st, float **dst,
                 const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
 {
     int64_t shape[4] = {d0, d1, d2, d3};
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++)
-        n *= (size_t)shape[i];
-    int rc = hx_st_load_f32(st, name, ndim, shape, dst);
-    return rc ? rc : keep(m, *dst, n);
+    return hx_weights_load(&m->w, st, dst, name, ndim, shape);
 }
 
 static int load_vision(struct hx_simseg *m, const struct hx_safetensors *st)
@@ -316,7 +283,7 @@ static int load_vision(struct hx_simseg *m, const struct hx_safetensors *st)
             m->pos = NULL;
             return rc;
         }
-        if ((rc = keep(m, m->pos, T * D)))
+        if ((rc = hx_weights_keep(&m->w, m->pos, T * D)))
             return rc;
     }
     m->vb = hx_calloc(c->vit_layers, sizeof *m->vb, "ViT blocks");
@@ -371,10 +338,10 @@ static int load_bert_qkv(struct hx_simseg *m, const struct hx_safetensors *st, i
     size_t n = (size_t)D * D;
     static const char *const part[3] = {"query", "key", "value"};
     b->qkv_w = hx_malloc(sizeof(float) * 3 * n, "BERT qkv");
-    if (!b->qkv_w || (rc = keep(m, b->qkv_w, 3 * n)))
+    if (!b->qkv_w || (rc = hx_weights_keep(&m->w, b->qkv_w, 3 * n)))
         return b->qkv_w ? rc : HX_ENOMEM;
     b->qkv_b = hx_malloc(sizeof(float) * 3 * D, "BERT qkv");
-    if (!b->qkv_b || (rc = keep(m, b->qkv_b, 3 * (size_t)D)))
+    if (!b->qkv_b || (rc = hx_weights_keep(&m->w, b->qkv_b, 3 * (size_t)D)))
         return b->qkv_b ? rc : HX_ENOMEM;
     for (int k = 0; k < 3; k++) {
         char name[256];
@@ -472,7 +439,6 @@ int hx_simseg_open(struct hx_simseg **out, const char *dir, unsigned parts)
     if (!m)
         return HX_ENOMEM;
     snprintf(m->dir, sizeof m->dir, "%s", dir);
-    m->hash = 0xcbf29ce484222325ull;
     snprintf(path, sizeof path, "%s/config.json", dir);
     if ((rc = hx_simseg_config_load(&m->cfg, path)))
         goto fail;
@@ -488,10 +454,10 @@ int hx_simseg_open(struct hx_simseg **out, const char *dir, unsigned parts)
         goto fail;
     if ((parts & HX_SIMSEG_TEXT) && (rc = load_text(m, st)))
         goto fail;
-    hash_bytes(&m->hash, &m->cfg, sizeof m->cfg);
-    hash_bytes(&m->hash, &parts, sizeof parts);
-    snprintf(m->fingerprint, sizeof m->fingerprint, "simseg-%016llx",
-             (unsigned long long)m->hash);
+    char fp[24];
+    if ((rc = hx_model_fingerprint(dir, fp, sizeof fp)))
+        goto fail;
+    snprintf(m->fingerprint, sizeof m->fingerprint, "simseg-%s", fp);
     hx_st_free(st);
     *out = m;
     return 0;
@@ -505,9 +471,7 @@ void hx_simseg_free(struct hx_simseg *m)
 {
     if (!m)
         return;
-    for (int i = 0; i < m->nowned; i++)
-        free(m->owned[i]);
-    free(m->owned);
+    hx_weights_free(&m->w);
     free(m->vb);
     free(m->tl);
     free(m->vws);

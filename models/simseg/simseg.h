@@ -76,7 +76,7 @@ struct hx_wordpiece;
 int hx_simseg_open(struct hx_simseg **out, const char *dir, unsigned parts);
 void hx_simseg_free(struct hx_simseg *m);
 const struct hx_simseg_config *hx_simseg_cfg(const struct hx_simseg *m);
-/* A hex digest of the loaded weights and config (a cache key). */
+/* "simseg-" + hx_model_fingerprint of the directory: the cache key the run engine uses. */
 const char *hx_simseg_fingerprint(const struct hx_simseg *m);
 /* The tokenizer (loaded with the text part; NULL otherwise). Owned by the model. */
 const struct hx_wordpiece *hx_simseg_tokenizer(const struct hx_simseg *m);
