@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define HX_SUITE(n) Suite *suite_##n(void);
@@ -35,6 +36,27 @@ const char *hx_testdata(const char *rel)
 {
     snprintf(pathbuf, sizeof pathbuf, "tests/data/%s", rel);
     return pathbuf;
+}
+
+const char *hx_harness_bin(void)
+{
+    static char path[512];
+    const char *b = getenv("HX_BUILD");
+    snprintf(path, sizeof path, "%s/harness", b && b[0] ? b : "build");
+    return path;
+}
+
+int hx_run_harness(const char *args, const char *out_file, const char *err_file)
+{
+    char cmd[8192];
+    const char *out = out_file ? out_file : "/dev/null", *err = err_file ? err_file : "/dev/null";
+    if (out_file && err_file && !strcmp(out_file, err_file))
+        snprintf(cmd, sizeof cmd, "%s %s >'%s' 2>&1", hx_harness_bin(), args, out);
+    else
+        snprintf(cmd, sizeof cmd, "%s %s >'%s' 2>'%s'", hx_harness_bin(), args, out, err);
+    int st = system(cmd);
+    ck_assert_msg(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
+    return WEXITSTATUS(st);
 }
 
 static char tmproot[256];

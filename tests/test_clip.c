@@ -252,14 +252,6 @@ END_TEST
 
 /* ---- the CLI end to end ---- */
 
-static const char *harness_bin(void)
-{
-    static char path[512];
-    const char *b = getenv("HX_BUILD");
-    snprintf(path, sizeof path, "%s/harness", b && b[0] ? b : "build");
-    return path;
-}
-
 START_TEST(cli_embed_image_no_resize)
 {
     struct hx_safetensors *ref;
@@ -273,7 +265,7 @@ START_TEST(cli_embed_image_no_resize)
         snprintf(cmd, sizeof cmd,
                  "%s embed-image --model %s --image %s/input_%s.png --variant naclip "
                  "--no-resize --out %s",
-                 harness_bin(), model, model, cases[c], out);
+                 hx_harness_bin(), model, model, cases[c], out);
         ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
         float *got;
         int64_t shape[4], gh, gw;
@@ -311,7 +303,7 @@ START_TEST(cli_embed_text)
     /* argv without a shell, so that any text survives quoting */
     char **argv = calloc(nt + 8, sizeof *argv);
     int k = 0;
-    argv[k++] = (char *)harness_bin();
+    argv[k++] = (char *)hx_harness_bin();
     argv[k++] = "embed-text";
     argv[k++] = "--model";
     argv[k++] = model;
@@ -352,12 +344,12 @@ START_TEST(cli_rejects_bad_input)
     snprintf(model, sizeof model, "%s", hx_testdata("clip/tiny"));
     /* 40x24 at patch 8 is fine; a size that is not a multiple fails with exit code 2 */
     snprintf(cmd, sizeof cmd, "%s embed-image --model %s --image %s/missing.png --out %s/x.h5 "
-             "2>/dev/null", harness_bin(), model, model, dir);
+             "2>/dev/null", hx_harness_bin(), model, model, dir);
     ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
     snprintf(cmd, sizeof cmd, "%s embed-image --model %s --image %s/input_rect.png --variant bogus"
-             " --out %s/x.h5 2>/dev/null", harness_bin(), model, model, dir);
+             " --out %s/x.h5 2>/dev/null", hx_harness_bin(), model, model, dir);
     ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
-    snprintf(cmd, sizeof cmd, "%s embed-text --model %s 2>/dev/null", harness_bin(), model);
+    snprintf(cmd, sizeof cmd, "%s embed-text --model %s 2>/dev/null", hx_harness_bin(), model);
     ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
 }
 END_TEST

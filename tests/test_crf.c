@@ -382,15 +382,6 @@ END_TEST
 
 /* ---- CLI ---- */
 
-static int run_harness(const char *args, const char *errfile)
-{
-    char cmd[4096];
-    const char *b = getenv("HX_BUILD");
-    snprintf(cmd, sizeof cmd, "./%s/harness %s 2>%s", b ? b : "build", args, errfile);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static int file_has(const char *path, const char *needle)
 {
     char buf[4096] = {0};
@@ -451,7 +442,7 @@ START_TEST(test_cli_end_to_end)
         snprintf(out, sizeof out, "%.300s/%.63s.q.h5", dir, c->name);
         snprintf(args, sizeof args, "crf --image %s --prob %s --out %s %s", png, h5, out,
                  runs[r].opts);
-        ck_assert_msg(run_harness(args, err) == 0, "harness %s failed", args);
+        ck_assert_msg(hx_run_harness(args, NULL, err) == 0, "harness %s failed", args);
         ck_assert(file_has(err, "crf: "));
         float *q = NULL;
         int64_t shape[4];
@@ -483,7 +474,7 @@ START_TEST(test_cli_errors)
 
     /* image and prob map of different sizes */
     snprintf(args, sizeof args, "crf --image %s --prob %s --out %s", png2, h5, out);
-    ck_assert_int_eq(run_harness(args, err), 2);
+    ck_assert_int_eq(hx_run_harness(args, NULL, err), 2);
     ck_assert(file_has(err, "17x24") && file_has(err, "17x23"));
 
     static const struct {
@@ -502,7 +493,7 @@ START_TEST(test_cli_errors)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(args, sizeof args, "crf --image %s --prob %s --out %s %s", png, h5, out,
                  bad[i].opt);
-        ck_assert_int_eq(run_harness(args, err), 2);
+        ck_assert_int_eq(hx_run_harness(args, NULL, err), 2);
         ck_assert_msg(file_has(err, bad[i].needle), "%s: message lacks '%s'", bad[i].opt,
                       bad[i].needle);
     }
@@ -514,19 +505,19 @@ START_TEST(test_cli_errors)
     struct hx_h5_dataset ds = {"/q", 3, {2, 17, 24, 0}, v, NULL, 0};
     ck_assert_int_eq(hx_h5_write(wrong, &ds, 1), 0);
     snprintf(args, sizeof args, "crf --image %s --prob %s --out %s", png, wrong, out);
-    ck_assert_int_eq(run_harness(args, err), 2);
+    ck_assert_int_eq(hx_run_harness(args, NULL, err), 2);
     ck_assert(file_has(err, "/prob"));
 
     /* missing files and options */
     snprintf(args, sizeof args, "crf --image %s/none.png --prob %s --out %s", dir, h5, out);
-    ck_assert_int_eq(run_harness(args, err), 2);
+    ck_assert_int_eq(hx_run_harness(args, NULL, err), 2);
     ck_assert(file_has(err, "none.png"));
     snprintf(args, sizeof args, "crf --image %s --out %s", png, out);
-    ck_assert_int_eq(run_harness(args, err), 2);
+    ck_assert_int_eq(hx_run_harness(args, NULL, err), 2);
     ck_assert(file_has(err, "prob"));
     FILE *f = fopen(out, "r");
     ck_assert_msg(f == NULL, "an output was written by a failing run");
-    ck_assert_int_eq(run_harness("crf --help >/dev/null", err), 0);
+    ck_assert_int_eq(hx_run_harness("crf --help", NULL, err), 0);
 }
 END_TEST
 

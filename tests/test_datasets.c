@@ -419,16 +419,6 @@ END_TEST
 
 /* ---- the commands ---- */
 
-static int run_harness(const char *args, const char *outfile)
-{
-    const char *b = getenv("HX_BUILD");
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s/harness %s >'%s' 2>&1", b && b[0] ? b : "build", args, outfile);
-    int st = system(cmd);
-    ck_assert_msg(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
-    return WEXITSTATUS(st);
-}
-
 START_TEST(labels_and_datasets_commands)
 {
     const char *r = voc_root();
@@ -440,7 +430,7 @@ START_TEST(labels_and_datasets_commands)
     snprintf(log, sizeof log, "%s/log.txt", root);
     snprintf(args, sizeof args, "labels --dataset voc20 --root '%s' --id 2007_000033 --out '%s'",
              root, out);
-    ck_assert_int_eq(run_harness(args, log), 0);
+    ck_assert_int_eq(hx_run_harness(args, log, log), 0);
     struct hx_labelmap m;
     ck_assert_int_eq(hx_labelmap_read(&m, out), 0);
     ck_assert_int_eq(m.palette, 0);
@@ -450,14 +440,14 @@ START_TEST(labels_and_datasets_commands)
     hx_labelmap_free(&m);
 
     snprintf(args, sizeof args, "labels --dataset voc99 --root '%s' --id x --out '%s'", root, out);
-    ck_assert_int_eq(run_harness(args, log), 2);
+    ck_assert_int_eq(hx_run_harness(args, log, log), 2);
     snprintf(args, sizeof args, "labels --dataset voc21 --root '%s' --id nope --out '%s'", root,
              out);
-    ck_assert_int_eq(run_harness(args, log), 2);
+    ck_assert_int_eq(hx_run_harness(args, log, log), 2);
     snprintf(args, sizeof args, "labels --dataset voc21 --root '%s' --out '%s'", root, out);
-    ck_assert_int_eq(run_harness(args, log), 2);
+    ck_assert_int_eq(hx_run_harness(args, log, log), 2);
 
-    ck_assert_int_eq(run_harness("datasets", log), 0);
+    ck_assert_int_eq(hx_run_harness("datasets", log, log), 0);
     FILE *f = fopen(log, "r");
     char line[512], name[64];
     int classes, found = 0;

@@ -11,19 +11,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Runs `build/harness ARGS` (HX_BUILD overrides the build folder); returns the exit code and
- * leaves stderr in errfile. */
-static int run_harness(const char *args, const char *errfile)
-{
-    const char *b = getenv("HX_BUILD");
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s/harness %s >/dev/null 2>'%s'", b && b[0] ? b : "build", args,
-             errfile);
-    int st = system(cmd);
-    ck_assert_msg(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
-    return WEXITSTATUS(st);
-}
-
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -177,7 +164,7 @@ START_TEST(eval_random_dirs_match_naive)
     snprintf(err, sizeof err, "%s/err.txt", root);
     snprintf(args, sizeof args, "eval --pred '%s' --gt '%s' --num-classes %d --out '%s'", pred,
              gt, C, out);
-    ck_assert_int_eq(run_harness(args, err), 0);
+    ck_assert_int_eq(hx_run_harness(args, NULL, err), 0);
     struct naive r;
     naive_scores(P, L, n, NIMG, C, 255, &r);
     ck_assert(!isnan(r.iou[4]) && r.iou[4] == 0 && isnan(r.acc[4]));
@@ -187,7 +174,7 @@ START_TEST(eval_random_dirs_match_naive)
     snprintf(args, sizeof args,
              "eval --pred '%s' --gt '%s' --num-classes %d --ignore-index 0 --out '%s'", pred, gt,
              C, out);
-    ck_assert_int_eq(run_harness(args, err), 0);
+    ck_assert_int_eq(hx_run_harness(args, NULL, err), 0);
     naive_scores(P, L, n, NIMG, C, 0, &r);
     check_json(out, &r, C, NIMG);
 
@@ -195,7 +182,7 @@ START_TEST(eval_random_dirs_match_naive)
     snprintf(args, sizeof args,
              "eval --pred '%s' --gt '%s' --num-classes %d --reduce-zero-label --out '%s'", pred,
              gt, C, out);
-    ck_assert_int_eq(run_harness(args, err), 0);
+    ck_assert_int_eq(hx_run_harness(args, NULL, err), 0);
     for (int k = 0; k < NIMG; k++)
         for (size_t j = 0; j < n[k]; j++)
             L[k][j] = (L[k][j] == 0 || L[k][j] == 255) ? 255 : (uint8_t)(L[k][j] - 1);
@@ -243,7 +230,7 @@ START_TEST(eval_palette_ground_truth)
     snprintf(err, sizeof err, "%s/err.txt", root);
     snprintf(args, sizeof args, "eval --pred '%s' --gt '%s' --num-classes 21 --out '%s'", pred,
              gt, out);
-    ck_assert_int_eq(run_harness(args, err), 0);
+    ck_assert_int_eq(hx_run_harness(args, NULL, err), 0);
     struct naive r;
     size_t n = (size_t)m.w * m.h;
     naive_scores(&p, &m.px, &n, 1, 21, 255, &r);
@@ -267,14 +254,14 @@ START_TEST(eval_errors_name_the_files)
 
     snprintf(args, sizeof args, "eval --pred '%s' --gt '%s' --num-classes 3 --out '%s'", pred,
              gt, out);
-    ck_assert_int_eq(run_harness(args, err), 2);
+    ck_assert_int_eq(hx_run_harness(args, NULL, err), 2);
     char *msg = slurp(err);
     ck_assert_msg(strstr(msg, "two.png") && strstr(msg, "missing prediction"), "%s", msg);
     free(msg);
     ck_assert_int_ne(access(out, F_OK), 0);
 
     write_map(pred, "two.png", b, 3, 4);
-    ck_assert_int_eq(run_harness(args, err), 2);
+    ck_assert_int_eq(hx_run_harness(args, NULL, err), 2);
     msg = slurp(err);
     char p2[700], g2[700];
     snprintf(p2, sizeof p2, "%s/two.png", pred);
@@ -291,7 +278,7 @@ START_TEST(eval_errors_name_the_files)
         snprintf(dst, sizeof dst, "%s/two.png", pred);
         snprintf(cmd, sizeof cmd, "cp '%s' '%s'", rgb, dst);
         ck_assert_int_eq(system(cmd), 0);
-        ck_assert_int_eq(run_harness(args, err), 2);
+        ck_assert_int_eq(hx_run_harness(args, NULL, err), 2);
         msg = slurp(err);
         ck_assert_msg(strstr(msg, "RGB") && strstr(msg, dst), "%s", msg);
         free(msg);
@@ -299,12 +286,12 @@ START_TEST(eval_errors_name_the_files)
 
     /* usage errors */
     snprintf(args, sizeof args, "eval --pred '%s' --gt '%s' --out '%s'", pred, gt, out);
-    ck_assert_int_eq(run_harness(args, err), 2);
+    ck_assert_int_eq(hx_run_harness(args, NULL, err), 2);
     snprintf(args, sizeof args, "eval --pred '%s' --gt '%s' --num-classes 3", pred, gt);
-    ck_assert_int_eq(run_harness(args, err), 2);
+    ck_assert_int_eq(hx_run_harness(args, NULL, err), 2);
     snprintf(args, sizeof args, "eval --pred '%s' --gt '%s/none' --num-classes 3 --out '%s'",
              pred, gt, out);
-    ck_assert_int_eq(run_harness(args, err), 2);
+    ck_assert_int_eq(hx_run_harness(args, NULL, err), 2);
     ck_assert_int_ne(access(out, F_OK), 0);
 }
 END_TEST
@@ -357,7 +344,7 @@ START_TEST(eval_matches_torch_reference)
         ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
         snprintf(cmd, sizeof cmd, "eval --pred '%s' --gt '%s' --num-classes %d %s --out '%s'", pred,
                  gt, cases[k].classes, cases[k].reduce ? "--reduce-zero-label" : "", out);
-        ck_assert_int_eq(run_harness(cmd, err), 0);
+        ck_assert_int_eq(hx_run_harness(cmd, NULL, err), 0);
         cJSON *r = load_json(ref), *g = load_json(out);
         ck_assert_int_eq(cJSON_GetObjectItem(g, "num_images")->valueint,
                          cJSON_GetObjectItem(r, "num_images")->valueint);

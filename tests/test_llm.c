@@ -825,19 +825,11 @@ END_TEST
 
 /* ------------------------------------------------------------------ the command */
 
-static const char *harness_bin(void)
-{
-    static char p[512];
-    const char *b = getenv("HX_BUILD");
-    snprintf(p, sizeof p, "%s/harness", b && b[0] ? b : "build");
-    return p;
-}
-
 /* `harness subclasses ARGS`, stdout to outfile (or /dev/null), stderr to errfile. */
 static int run_cli(const char *args, const char *outfile, const char *errfile)
 {
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s subclasses %s >'%s' 2>'%s'", harness_bin(), args,
+    snprintf(cmd, sizeof cmd, "%s subclasses %s >'%s' 2>'%s'", hx_harness_bin(), args,
              outfile ? outfile : "/dev/null", errfile);
     int st = system(cmd);
     ck_assert_msg(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
@@ -969,7 +961,7 @@ START_TEST(cli_contract)
         snprintf(args, sizeof args, "%s --no-cache", bad[i]);
         ck_assert_msg(run_cli(args, NULL, err) == 2, "not a usage error: %s", bad[i]);
     }
-    snprintf(args, sizeof args, "%s subclasses --help >'%s' 2>&1", harness_bin(), so);
+    snprintf(args, sizeof args, "%s subclasses --help >'%s' 2>&1", hx_harness_bin(), so);
     ck_assert_int_eq(system(args), 0);
     e = slurp(so);
     ck_assert_ptr_nonnull(strstr(e, "--max-attempts"));
@@ -1047,7 +1039,7 @@ START_TEST(cli_resumes_after_interruption)
     if (pid == 0) {
         FILE *f = freopen(err, "w", stderr);
         (void)f;
-        execl(harness_bin(), "harness", "subclasses", "--classes", cls, "--n", "3",
+        execl(hx_harness_bin(), "harness", "subclasses", "--classes", cls, "--n", "3",
               "--base-url", mock_llm_url(m), "--model", "test-model", "--out", out, "--cache",
               cache, "--key-env", "HX_TEST_UNSET_KEY", (char *)NULL);
         _exit(127);

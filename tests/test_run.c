@@ -13,14 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *bin(void)
-{
-    static char path[512];
-    const char *b = getenv("HX_BUILD");
-    snprintf(path, sizeof path, "%s/harness", b && b[0] ? b : "build");
-    return path;
-}
-
 static cJSON *read_json(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -103,7 +95,7 @@ START_TEST(sweep_end_to_end)
             " \"output\": \"%s/results\", \"cache\": \"%s/cache\"}\n",
             dir, dir, dir, dir);
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s run %s > %s/out1.txt 2> %s/err1.txt", bin(), cfg, dir, dir);
+    snprintf(cmd, sizeof cmd, "%s run %s > %s/out1.txt 2> %s/err1.txt", hx_harness_bin(), cfg, dir, dir);
     ck_assert_msg(system(cmd) == 0, "run failed: %s", cmd);
     snprintf(path, sizeof path, "%s/err1.txt", dir);
     char *err = slurp(path);
@@ -123,7 +115,7 @@ START_TEST(sweep_end_to_end)
         snprintf(cmd, sizeof cmd,
                  "%s eval --pred %s/results/points/%03d/pred --gt %s/VOCdevkit/VOC2012/"
                  "SegmentationClass --num-classes 21 --out %s/eval%d.json 2>/dev/null",
-                 bin(), dir, i, dir, dir, i);
+                 hx_harness_bin(), dir, i, dir, dir, i);
         ck_assert_msg(system(cmd) == 0, "%s", cmd);
         snprintf(path, sizeof path, "%s/eval%d.json", dir, i);
         cJSON *ev = read_json(path);
@@ -147,7 +139,7 @@ START_TEST(sweep_end_to_end)
     free(out);
 
     /* second run: every feature from the cache, same numbers */
-    snprintf(cmd, sizeof cmd, "%s run %s > /dev/null 2> %s/err2.txt", bin(), cfg, dir);
+    snprintf(cmd, sizeof cmd, "%s run %s > /dev/null 2> %s/err2.txt", hx_harness_bin(), cfg, dir);
     ck_assert_int_eq(system(cmd), 0);
     snprintf(path, sizeof path, "%s/err2.txt", dir);
     err = slurp(path);
@@ -162,14 +154,14 @@ START_TEST(sweep_end_to_end)
     cJSON_Delete(sum);
 
     /* --resume with everything finished computes nothing; --dry-run reports the cache */
-    snprintf(cmd, sizeof cmd, "%s run %s --resume > /dev/null 2> %s/err3.txt", bin(), cfg, dir);
+    snprintf(cmd, sizeof cmd, "%s run %s --resume > /dev/null 2> %s/err3.txt", hx_harness_bin(), cfg, dir);
     ck_assert_int_eq(system(cmd), 0);
     snprintf(path, sizeof path, "%s/err3.txt", dir);
     err = slurp(path);
     ck_assert_msg(!strstr(err, "encoded") || strstr(err, "0 cached, 0 encoded"),
                   "--resume should not touch finished points:\n%s", err);
     free(err);
-    snprintf(cmd, sizeof cmd, "%s run %s --dry-run > %s/dry.txt", bin(), cfg, dir);
+    snprintf(cmd, sizeof cmd, "%s run %s --dry-run > %s/dry.txt", hx_harness_bin(), cfg, dir);
     ck_assert_int_eq(system(cmd), 0);
     snprintf(path, sizeof path, "%s/dry.txt", dir);
     out = slurp(path);
@@ -178,7 +170,7 @@ START_TEST(sweep_end_to_end)
 
     /* `table` regenerates the tables elsewhere */
     snprintf(cmd, sizeof cmd, "mkdir -p %s/paper && %s table --out %s/paper %s/results", dir,
-             bin(), dir, dir);
+             hx_harness_bin(), dir, dir);
     ck_assert_int_eq(system(cmd), 0);
     snprintf(path, sizeof path, "%s/paper/t.tex", dir);
     ck_assert_msg(access(path, R_OK) == 0, "missing %s", path);
@@ -212,7 +204,7 @@ START_TEST(llm_subclasses_through_the_cache)
                 " \"output\": \"%s/results%d\", \"cache\": \"%s/cache\"}\n",
                 dir, url, dir, pass, dir);
         fclose(f);
-        snprintf(cmd, sizeof cmd, "%s run %s --quiet > /dev/null 2> %s/llm%d.txt", bin(), cfg,
+        snprintf(cmd, sizeof cmd, "%s run %s --quiet > /dev/null 2> %s/llm%d.txt", hx_harness_bin(), cfg,
                  dir, pass);
         ck_assert_msg(system(cmd) == 0, "pass %d failed: %s", pass, cmd);
         if (pass == 0) {
@@ -232,7 +224,7 @@ START_TEST(bad_configs_fail_cleanly)
     fprintf(f, "{\"model\": \"tests/data/clip/tiny\", \"dataset\": {\"name\": \"voc21\", "
                "\"root\": \"%s/nowhere\"}, \"ensemble\": [\"super\", \"mx\"]}", dir);
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s run %s 2> %s/e.txt", bin(), cfg, dir);
+    snprintf(cmd, sizeof cmd, "%s run %s 2> %s/e.txt", hx_harness_bin(), cfg, dir);
     ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
     snprintf(cmd, sizeof cmd, "%s/e.txt", dir);
     char *e = slurp(cmd);
@@ -243,7 +235,7 @@ START_TEST(bad_configs_fail_cleanly)
     fprintf(f, "{\"model\": \"tests/data/clip/tiny\", \"dataset\": {\"name\": \"voc21\", "
                "\"root\": \"%s/nowhere\"}, \"output\": \"%s/r\", \"cache\": \"%s/c\"}", dir, dir, dir);
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s run %s 2> %s/e.txt", bin(), cfg, dir);
+    snprintf(cmd, sizeof cmd, "%s run %s 2> %s/e.txt", hx_harness_bin(), cfg, dir);
     ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
     snprintf(cmd, sizeof cmd, "%s/e.txt", dir);
     e = slurp(cmd);

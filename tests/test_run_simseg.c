@@ -11,14 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *bin(void)
-{
-    static char path[512];
-    const char *b = getenv("HX_BUILD");
-    snprintf(path, sizeof path, "%s/harness", b && b[0] ? b : "build");
-    return path;
-}
-
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -98,7 +90,7 @@ START_TEST(simseg_sweep_end_to_end)
             " \"output\": \"%s/results\", \"cache\": \"%s/cache\"}\n",
             dir, subs, dir, dir);
     fclose(f);
-    snprintf(cmd, sizeof cmd, "%s run %s > %s/out1.txt 2> %s/err1.txt", bin(), cfg, dir, dir);
+    snprintf(cmd, sizeof cmd, "%s run %s > %s/out1.txt 2> %s/err1.txt", hx_harness_bin(), cfg, dir, dir);
     ck_assert_msg(system(cmd) == 0, "run failed: %s", cmd);
     snprintf(path, sizeof path, "%s/err1.txt", dir);
     char *err = slurp(path);
@@ -118,7 +110,7 @@ START_TEST(simseg_sweep_end_to_end)
                      "%s segment --model tests/data/simseg/tiny325 --image "
                      "%s/VOCdevkit/VOC2012/JPEGImages/%s.jpg --dataset voc21 --protocol simseg "
                      "--subclasses %s --k %d --ensemble embed-softmax --out %s/seg.png",
-                     bin(), dir, ids[i], subs, pt ? 3 : 0, dir);
+                     hx_harness_bin(), dir, ids[i], subs, pt ? 3 : 0, dir);
             ck_assert_msg(system(cmd) == 0, "%s", cmd);
             struct hx_labelmap a, b;
             snprintf(path, sizeof path, "%s/seg.png", dir);
@@ -137,7 +129,7 @@ START_TEST(simseg_sweep_end_to_end)
 
     /* the second run reads the features from the cache and gives the same numbers */
     snprintf(cmd, sizeof cmd, "rm -rf %s/results && %s run %s > %s/out2.txt 2> %s/err2.txt",
-             dir, bin(), cfg, dir, dir);
+             dir, hx_harness_bin(), cfg, dir, dir);
     ck_assert_msg(system(cmd) == 0, "second run failed: %s", cmd);
     snprintf(path, sizeof path, "%s/err2.txt", dir);
     err = slurp(path);

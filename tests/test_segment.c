@@ -17,14 +17,6 @@
 #include <string.h>
 #include <sys/wait.h>
 
-static const char *harness_bin(void)
-{
-    static char path[512];
-    const char *b = getenv("HX_BUILD");
-    snprintf(path, sizeof path, "%s/harness", b && b[0] ? b : "build");
-    return path;
-}
-
 static int sh(const char *cmd)
 {
     int st = system(cmd);
@@ -97,7 +89,7 @@ START_TEST(simseg_matches_library)
     snprintf(out, sizeof out, "%s/s.png", hx_tmpdir());
     uint8_t *want = simseg_library(image, NULL, 0, &w, &h);
     snprintf(cmd, sizeof cmd, "%s segment --model %s --image %s --dataset voc21 --protocol "
-             "simseg --out %s", harness_bin(), hx_testdata("simseg/tiny325"), image, out);
+             "simseg --out %s", hx_harness_bin(), hx_testdata("simseg/tiny325"), image, out);
     ck_assert_msg(sh(cmd) == 0, "failed: %s", cmd);
     check_png(out, want, w, h);
     free(want);
@@ -108,7 +100,7 @@ START_TEST(simseg_matches_library)
     snprintf(subs_path, sizeof subs_path, "%s", subs);
     want = simseg_library(image, subs_path, 3, &w, &h);
     snprintf(cmd, sizeof cmd, "%s segment --model %s --image %s --dataset voc21 --protocol "
-             "simseg --subclasses %s --k 3 --out %s", harness_bin(),
+             "simseg --subclasses %s --k 3 --out %s", hx_harness_bin(),
              hx_testdata("simseg/tiny325"), image, subs_path, out);
     ck_assert_msg(sh(cmd) == 0, "failed: %s", cmd);
     check_png(out, want, w, h);
@@ -170,7 +162,7 @@ START_TEST(dense_matches_library)
     char cmd[3000], out[600];
     snprintf(out, sizeof out, "%s/d.png", hx_tmpdir());
     snprintf(cmd, sizeof cmd, "%s segment --model %s --image %s --dataset voc21 --protocol "
-             "sclip --out %s", harness_bin(), hx_testdata("clip/tiny"), image, out);
+             "sclip --out %s", hx_harness_bin(), hx_testdata("clip/tiny"), image, out);
     ck_assert_msg(sh(cmd) == 0, "failed: %s", cmd);
     check_png(out, want, im.w, im.h);
     free(want), free(temb), free(emb);
@@ -204,10 +196,10 @@ START_TEST(bad_usage)
                                                                      ? clip : simseg;
         const char *ds = strstr(bad[i][1], "--dataset") ? "" : "--dataset voc21";
         snprintf(cmd, sizeof cmd, "%s segment --model %s --image %s %s %s --out %s 2>/dev/null",
-                 harness_bin(), model, image, ds, bad[i][1], out);
+                 hx_harness_bin(), model, image, ds, bad[i][1], out);
         ck_assert_msg(sh(cmd) == 2, "expected exit 2: %s", cmd);
     }
-    snprintf(cmd, sizeof cmd, "%s segment --help >/dev/null", harness_bin());
+    snprintf(cmd, sizeof cmd, "%s segment --help >/dev/null", hx_harness_bin());
     ck_assert_int_eq(sh(cmd), 0);
 }
 END_TEST

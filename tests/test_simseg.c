@@ -373,14 +373,6 @@ END_TEST
 
 /* ---- the CLI end to end ---- */
 
-static const char *harness_bin(void)
-{
-    static char path[512];
-    const char *b = getenv("HX_BUILD");
-    snprintf(path, sizeof path, "%s/harness", b && b[0] ? b : "build");
-    return path;
-}
-
 START_TEST(cli_embed_image)
 {
     struct hx_safetensors *ref;
@@ -392,7 +384,7 @@ START_TEST(cli_embed_image)
         snprintf(out, sizeof out, "%s/i.h5", hx_tmpdir());
         /* --size is ignored: SimSeg always runs at 288x288 */
         snprintf(cmd, sizeof cmd, "%s embed-image --model %s --image %s --size 100 --out %s",
-                 harness_bin(), model, hx_testdata("simseg/image.png"), out);
+                 hx_harness_bin(), model, hx_testdata("simseg/image.png"), out);
         ck_assert_msg(system(cmd) == 0, "failed: %s", cmd);
         float *got, *want;
         int64_t shape[4], gh, gw;
@@ -416,7 +408,7 @@ START_TEST(cli_embed_image)
         free(got), free(want);
         /* --no-resize needs a 288x288 image */
         snprintf(cmd, sizeof cmd, "%s embed-image --model %s --image %s --no-resize --out %s "
-                 "2>/dev/null", harness_bin(), model, hx_testdata("simseg/image.png"), out);
+                 "2>/dev/null", hx_harness_bin(), model, hx_testdata("simseg/image.png"), out);
         ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
         hx_st_free(ref);
     }
@@ -434,7 +426,7 @@ START_TEST(cli_embed_text)
     snprintf(out, sizeof out, "%s/t.h5", hx_tmpdir());
     char **argv = calloc(cs.nt + 8, sizeof *argv);
     int k = 0;
-    argv[k++] = (char *)harness_bin();
+    argv[k++] = (char *)hx_harness_bin();
     argv[k++] = "embed-text";
     argv[k++] = "--model";
     argv[k++] = model;

@@ -407,22 +407,12 @@ END_TEST
 
 /* ---- the command ---- */
 
-static const char *harness_bin(void)
-{
-    static char buf[512];
-    const char *b = getenv("HX_BUILD");
-    snprintf(buf, sizeof buf, "%s/harness", b && b[0] ? b : "build");
-    return buf;
-}
-
 /* Run `harness synth ARGS`, stderr to errfile; returns the exit code. */
 static int run_synth(const char *args, const char *errfile)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s synth %s >/dev/null 2>%s", harness_bin(), args, errfile);
-    int st = system(cmd);
-    ck_assert_msg(WIFEXITED(st), "'%s' did not exit normally", cmd);
-    return WEXITSTATUS(st);
+    char full[4096];
+    snprintf(full, sizeof full, "synth %s", args);
+    return hx_run_harness(full, NULL, errfile);
 }
 
 static char *slurp(const char *path)
@@ -442,7 +432,7 @@ static char *slurp(const char *path)
 
 START_TEST(command_writes_what_it_says)
 {
-    if (access(harness_bin(), X_OK))
+    if (access(hx_harness_bin(), X_OK))
         HX_SKIP("build/harness is not built");
     const char *dir = hx_tmpdir();
     char out[600], args[1024], err[700], path[800];
@@ -524,7 +514,7 @@ END_TEST
 
 START_TEST(command_rejects_bad_arguments)
 {
-    if (access(harness_bin(), X_OK))
+    if (access(hx_harness_bin(), X_OK))
         HX_SKIP("build/harness is not built");
     const char *dir = hx_tmpdir();
     static const struct {
@@ -564,7 +554,7 @@ START_TEST(command_rejects_bad_arguments)
     ck_assert_ptr_nonnull(strstr(msg, "err.txt"));
     free(msg);
     /* --help succeeds and documents the files */
-    snprintf(args, sizeof args, "%s synth --help > %s 2>&1", harness_bin(), err);
+    snprintf(args, sizeof args, "%s synth --help > %s 2>&1", hx_harness_bin(), err);
     ck_assert_int_eq(system(args), 0);
     msg = slurp(err);
     ck_assert_ptr_nonnull(strstr(msg, "captions.jsonl"));

@@ -13,6 +13,14 @@ const char *hx_fixture(const char *rel);
 /* Path of a file under tests/data (the project's own generated test data). Static storage. */
 const char *hx_testdata(const char *rel);
 
+/* Path of the built harness binary: $HX_BUILD/harness (default build/harness). */
+const char *hx_harness_bin(void);
+
+/* Run `harness ARGS` through the shell, stdout to out_file and stderr to err_file (NULL:
+ * /dev/null; the same path for both: both into it). Returns the exit code; a command that did
+ * not exit fails the test. */
+int hx_run_harness(const char *args, const char *out_file, const char *err_file);
+
 /* A fresh, empty temporary directory for this test (removed at exit). Static storage. */
 const char *hx_tmpdir(void);
 
