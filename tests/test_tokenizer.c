@@ -823,12 +823,6 @@ END_TEST
 
 /* ---- the tokenize command ----------------------------------------------------------------- */
 
-static const char *build_dir(void)
-{
-    const char *b = getenv("HX_BUILD");
-    return b && b[0] ? b : "build";
-}
-
 /* Run a shell command; return its exit status and (up to cap bytes of) its stdout. */
 static int run_capture(const char *cmd, char *out, size_t cap)
 {
@@ -870,7 +864,7 @@ START_TEST(cli_tokenize)
     const char *models[] = {gz, hfdir};
     for (int m = 0; m < 2; m++) {
         char cmd[16384], out[16384];
-        snprintf(cmd, sizeof cmd, "'%s/harness' tokenize --model '%s'%s", build_dir(),
+        snprintf(cmd, sizeof cmd, "'%s' tokenize --model '%s'%s", hx_harness_bin(),
                  models[m], args);
         ck_assert_int_eq(run_capture(cmd, out, sizeof out), 0);
         ck_assert_msg(strcmp(out, expect) == 0, "tokenize output:\n%s\nexpected:\n%s", out,
@@ -878,19 +872,19 @@ START_TEST(cli_tokenize)
     }
     char cmd[4096], out[4096];
     /* no TEXT: a usage error */
-    snprintf(cmd, sizeof cmd, "'%s/harness' tokenize --model '%s' 2>/dev/null", build_dir(), gz);
+    snprintf(cmd, sizeof cmd, "'%s' tokenize --model '%s' 2>/dev/null", hx_harness_bin(), gz);
     ck_assert_int_eq(run_capture(cmd, out, sizeof out), 2);
     ck_assert_str_eq(out, "");
     /* no --model: a usage error */
-    snprintf(cmd, sizeof cmd, "'%s/harness' tokenize cat 2>/dev/null", build_dir());
+    snprintf(cmd, sizeof cmd, "'%s' tokenize cat 2>/dev/null", hx_harness_bin());
     ck_assert_int_eq(run_capture(cmd, out, sizeof out), 2);
     /* a missing model: an input error, message on stderr naming it */
-    snprintf(cmd, sizeof cmd, "'%s/harness' tokenize --model /nonexistent/m cat 2>&1",
-             build_dir());
+    snprintf(cmd, sizeof cmd, "'%s' tokenize --model /nonexistent/m cat 2>&1",
+             hx_harness_bin());
     ck_assert_int_eq(run_capture(cmd, out, sizeof out), 2);
     ck_assert_ptr_nonnull(strstr(out, "/nonexistent/m"));
     /* --help */
-    snprintf(cmd, sizeof cmd, "'%s/harness' tokenize --help", build_dir());
+    snprintf(cmd, sizeof cmd, "'%s' tokenize --help", hx_harness_bin());
     ck_assert_int_eq(run_capture(cmd, out, sizeof out), 0);
     ck_assert_ptr_nonnull(strstr(out, "usage: harness tokenize"));
     free(gz);
