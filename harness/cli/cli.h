@@ -38,4 +38,11 @@ int cli_fail(const char *cmd, int status);
 /* Require a string option; prints a usage error naming it when missing. */
 int cli_require(const char *cmd, const char *value, const char *name);
 
+/* Monotonic seconds, for timing commands. */
+double cli_seconds(void);
+
+/* Peak resident set of this process in MB. VmHWM, unlike getrusage's ru_maxrss, starts
+ * afresh at exec, so a parent's size (e.g. a Python driver) does not leak into it. */
+double cli_peak_rss_mb(void);
+
 #endif

@@ -26,33 +26,6 @@ static const char usage[] =
     "  --threads T   OpenBLAS threads (default: OpenBLAS's own choice)\n"
     "  --variant V   dense variant of the last block (default vanilla)\n";
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-/* Peak resident set of this address space in MB. VmHWM, unlike getrusage's ru_maxrss,
- * starts afresh at exec, so a parent's size (e.g. a Python driver) does not leak into it. */
-static double peak_rss_mb(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    double kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %lf kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    if (kb < 0) {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        kb = (double)ru.ru_maxrss;
-    }
-    return kb / 1024.0;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -82,9 +55,9 @@ static double sgemm_rate(void)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
     double best = 1e30;
     for (int r = 0; r < 3; r++) {
-        double t0 = now();
+        double t0 = cli_seconds();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        double t = now() - t0;
+        double t = cli_seconds() - t0;
         best = t < best ? t : best;
     }
     free(a), free(b), free(c);
@@ -138,12 +111,12 @@ static int run(int argc, char **argv)
         goto done;
     }
     for (int r = 0; r < runs; r++) {
-        double t0 = now();
+        double t0 = cli_seconds();
         hx_clip_encode_image(m, img, size, size, v, pooled, dense, NULL, NULL);
-        times[r] = now() - t0;
+        times[r] = cli_seconds() - t0;
     }
     qsort(times, runs, sizeof *times, cmp_double);
-    double rss = peak_rss_mb(); /* before the sgemm probe's own 48 MB of matrices */
+    double rss = cli_peak_rss_mb(); /* before the sgemm probe's own 48 MB of matrices */
     double median = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
     double flops = vision_flops(cfg, size), rate = sgemm_rate();
     double T = 1.0 + (double)g * g, D = cfg->vision.hidden;

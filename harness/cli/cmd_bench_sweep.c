@@ -26,26 +26,6 @@ static const char usage[] =
     "peak_rss_mb. Defaults: 1500 images, 3 windows x 441 tokens x 512 dims, 21 classes x 6\n"
     "members, labels 375x500, rule max, cache .cache/bench-sweep.\n";
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static double peak_rss_mb(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    double kb = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %lf kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb / 1024;
-}
-
 static uint32_t rng_state = 12345;
 static float frand(void)
 {
@@ -139,7 +119,7 @@ static int run(int argc, char **argv)
 
     /* scoring GEMMs are small: the cores go to the protocol's own threads */
     hx_set_threads(1);
-    double t0 = now();
+    double t0 = cli_seconds();
     for (int i = 0; i < images; i++) {
         char id[32];
         snprintf(id, sizeof id, "img%05d", i);
@@ -147,8 +127,8 @@ static int run(int argc, char **argv)
             goto fail;
         hx_dense_feats_free(&f);
     }
-    double read_s = now() - t0;
-    t0 = now();
+    double read_s = cli_seconds() - t0;
+    t0 = cli_seconds();
     for (int i = 0; i < images; i++) {
         char id[32];
         snprintf(id, sizeof id, "img%05d", i);
@@ -158,13 +138,13 @@ static int run(int argc, char **argv)
             goto fail;
         hx_dense_feats_free(&f);
     }
-    double point_s = now() - t0;
+    double point_s = cli_seconds() - t0;
     printf("images=%d windows=%d tokens=%d dim=%d members=%d label=%dx%d rule=%s\n", images,
            windows, tokens, dim, M, lh, lw, hx_ens_rule_name(point.rule));
     printf("read_s=%.3f\n", read_s);
     printf("point_s=%.3f\n", point_s);
     printf("images_per_s=%.1f\n", images / point_s);
-    printf("peak_rss_mb=%.1f\n", peak_rss_mb());
+    printf("peak_rss_mb=%.1f\n", cli_peak_rss_mb());
     printf("ratio=%.2f\n", point_s / read_s);
     code = 0;
     goto done;
