@@ -113,7 +113,7 @@ static int text_width(const char *s)
     return 2 * stb_easy_font_width(tmp);
 }
 
-static const uint8_t black[3] = {0, 0, 0}, grey[3] = {200, 200, 200}, white[3] = {255, 255, 255};
+static const uint8_t black[3] = {0, 0, 0}, grey[3] = {200, 200, 200};
 static const uint8_t series[8][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40},
                                      {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {127, 127, 127}};
 
@@ -342,7 +342,6 @@ static int plot_miou_vs_k(const cJSON *sum, const char *path)
         line(&c, x, B, x, B + 6, black, 1);
         text(&c, x - text_width(s) / 2, B + 12, s, black);
     }
-    (void)white;
     free(series_of);
     int rc = hx_png_write(path, c.px, c.w, c.h, 3);
     free(c.px);
