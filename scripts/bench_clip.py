@@ -26,7 +26,23 @@ import subprocess
 import sys
 import time
 
-import torch
+
+def _pin_threads():
+    """The BLAS under torch (Debian builds it on the system libblas, e.g. OpenBLAS) starts its
+    own threads, which torch.set_num_threads does not limit; they read their count from the
+    environment when the library loads, so it is set here, before torch is imported."""
+    n = "2"
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            n = sys.argv[i + 1]
+        elif arg.startswith("--threads="):
+            n = arg.split("=", 1)[1]
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = n
+
+
+_pin_threads()
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hxref  # noqa: E402
@@ -70,15 +86,17 @@ def peak_rss_mb():
 def time_torch(w, cfg, size, runs):
     g = torch.Generator().manual_seed(size)
     x = torch.randn(1, 3, size, size, generator=g)
-    times = []
+    times, cpu = [], 0.0
     with torch.no_grad():
         r = hxref.vision_forward(w, cfg, x)  # warm-up
         assert r["dense.vanilla"].shape[1] == (size // 16) ** 2
         for _ in range(runs):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             r = hxref.vision_forward(w, cfg, x)
             times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+            cpu += time.process_time() - c0
+    # CPU seconds per wall second: above the thread count means more threads ran than asked
+    return statistics.median(times), cpu / sum(times)
 
 
 def parse_kv(text):
@@ -171,10 +189,13 @@ def main():
     harness_err = None
     for S in sizes:
         flops = hxref.vit_flops(S, P, D, I, L, E)
-        t = time_torch(w, cfg, S, a.runs)
+        t, busy = time_torch(w, cfg, S, a.runs)
         row = {"size": S, "flops": flops, "torch_s": t, "torch_gflops": flops / t / 1e9,
-               "torch_rss": peak_rss_mb()}
-        log("torch %d: median %.4f s, %.1f GFLOP/s" % (S, t, row["torch_gflops"]))
+               "torch_rss": peak_rss_mb(), "torch_busy": busy}
+        log("torch %d: median %.4f s, %.1f GFLOP/s, %.2f cores busy"
+            % (S, t, row["torch_gflops"], busy))
+        if busy > a.threads * 1.15:
+            log("warning: torch kept %.2f cores busy with --threads %d" % (busy, a.threads))
         kv, err = (None, harness_err) if harness_err else run_harness(
             harness, a.model_dir, S, a.runs, a.threads)
         if err:
