@@ -8,7 +8,7 @@
  *                                              rows past a window's gh*gw are zero
  *     /pooled   float32 [nw, E]                pooled embedding of each window
  *     /windows  int32 [nw, 6]                  y1, y2, x1, x2, gh, gw of each window
- *     attributes on "/": version (1), img_h, img_w, view_h, view_w, checksum (a 64-bit
+ *     attributes on "/": version (2), img_h, img_w, view_h, view_w, checksum (a 64-bit
  *     hash of the three datasets' bytes as stored, with the dims)
  *   text/<fingerprint>.h5
  *     /texts    variable-length UTF-8 strings [n]

@@ -237,8 +237,7 @@ static double torch_src_index(float scale, int dst, int align_corners, int cubic
 }
 
 /* Linear taps along one axis: i0, i1 and weights l0, l1 (lambda1 = (float)(src - i0)). */
-static void torch_linear_taps(int in, int out, int align_corners, int *i0, int *i1, float *l0,
-                              float *l1)
+void hx_linear_taps(int in, int out, int align_corners, int *i0, int *i1, float *l0, float *l1)
 {
     float scale = torch_scale(in, out, align_corners);
     for (int o = 0; o < out; o++) {
@@ -300,8 +299,8 @@ HX_CLONES static int bilinear_into(const float *src, int c, int h, int w, float 
     }
     int *x0 = ix, *x1 = ix + ow, *y0 = ix + 2 * ow, *y1 = y0 + oh;
     float *a0 = wx, *a1 = wx + ow, *b0 = wx + 2 * ow, *b1 = b0 + oh;
-    torch_linear_taps(w, ow, align_corners, x0, x1, a0, a1);
-    torch_linear_taps(h, oh, align_corners, y0, y1, b0, b1);
+    hx_linear_taps(w, ow, align_corners, x0, x1, a0, a1);
+    hx_linear_taps(h, oh, align_corners, y0, y1, b0, b1);
     for (int ch = 0; ch < c; ch++) {
         const float *s = src + (size_t)ch * h * w;
         float *d = dst + (size_t)ch * dh * dw + (size_t)y0w * dw + x0w;

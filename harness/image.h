@@ -52,6 +52,11 @@ int hx_resize_bilinear_add(const float *src, int c, int h, int w, float *dst, in
 
 /* PyTorch F.interpolate(size=(oh, ow), mode="nearest") on planar float:
  * src = min(floor(dst * (float)(in/out)), in-1) in float arithmetic. */
+/* The taps of a 1-D linear resize from `in` to `out` samples, as torch computes them:
+ * out[o] = in[i0[o]] * l0[o] + in[i1[o]] * l1[o]. hx_resize_bilinear applies them along x
+ * to each source row, then combines two such rows with the y taps. */
+void hx_linear_taps(int in, int out, int align_corners, int *i0, int *i1, float *l0, float *l1);
+
 int hx_resize_nearest(const float *src, int c, int h, int w, float *dst, int oh, int ow);
 
 /* PIL Image.resize on 8-bit interleaved images (channels 1..4), bit-exact with Pillow 9:

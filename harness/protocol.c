@@ -21,102 +21,152 @@ const float hx_clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
  * over the block: the max over names, one exp per name and pixel, the sum, the per-class max. */
 #define DB 256
 
-struct decide_job {
+struct decider {
     const struct hx_dense_params *p;
     const struct hx_queries *q;
+    const float *keep; /* [C]: 1, or 0 for a class the area threshold removed */
+};
+
+struct decide_buf {
+    float *cls, *m, *z, *e, *bv; /* [C, DB], then [DB] each */
+    int *bi;
+};
+
+static int decide_buf_init(struct decide_buf *b, int C)
+{
+    b->cls = malloc(sizeof(float) * ((size_t)C + 4) * DB);
+    b->bi = malloc(sizeof(int) * DB);
+    if (!b->cls || !b->bi) {
+        free(b->cls), free(b->bi);
+        return HX_ENOMEM;
+    }
+    b->m = b->cls + (size_t)C * DB, b->z = b->m + DB, b->e = b->z + DB, b->bv = b->e + DB;
+    return 0;
+}
+
+static void decide_buf_free(struct decide_buf *b) { free(b->cls), free(b->bi); }
+
+/* Decide nb <= DB pixels whose name scores are s[k * stride + j]. Writes the label (after the
+ * probability threshold) to pred[j], the argmax class before it to best[j] when best is set,
+ * counts the argmax into area[C] when area is set, and the class probabilities to
+ * probs[c * pstride + j] when probs is set. */
+HX_CLONES static void decide_block(const struct decider *d, struct decide_buf *buf, const float *s,
+                                   size_t stride, int nb, uint8_t *pred, uint8_t *best,
+                                   double *area, float *probs, size_t pstride)
+{
+    const struct hx_dense_params *p = d->p;
+    const struct hx_queries *q = d->q;
+    int N = q->bank->n_classes, C = q->n_classes;
+    float scale = p->logit_scale, *cls = buf->cls, *m = buf->m, *z = buf->z, *e = buf->e;
+    float *bv = buf->bv;
+    int *bi = buf->bi;
+    if (p->argmax_cos) {
+        for (int j = 0; j < C * DB; j++)
+            cls[j] = -INFINITY;
+        for (int k = 0; k < N; k++) {
+            const float *sk = s + (size_t)k * stride;
+            float *cc = cls + (size_t)q->name_class[k] * DB;
+            for (int j = 0; j < nb; j++)
+                cc[j] = sk[j] > cc[j] ? sk[j] : cc[j];
+        }
+    } else {
+        /* softmax(scale * s) over names; a class takes its names' largest probability */
+        for (int j = 0; j < nb; j++)
+            m[j] = -INFINITY, z[j] = 0;
+        for (int j = 0; j < C * DB; j++)
+            cls[j] = 0;
+        for (int k = 0; k < N; k++) {
+            const float *sk = s + (size_t)k * stride;
+            for (int j = 0; j < nb; j++)
+                m[j] = sk[j] > m[j] ? sk[j] : m[j];
+        }
+        for (int k = 0; k < N; k++) {
+            const float *sk = s + (size_t)k * stride;
+            float *cc = cls + (size_t)q->name_class[k] * DB;
+            for (int j = 0; j < nb; j++)
+                e[j] = scale * sk[j] - scale * m[j];
+            hx_exp_inplace(e, (size_t)nb);
+            for (int j = 0; j < nb; j++) {
+                z[j] += e[j];
+                cc[j] = e[j] > cc[j] ? e[j] : cc[j];
+            }
+        }
+        for (int j = 0; j < nb; j++)
+            z[j] = 1.0f / z[j];
+        for (int c = 0; c < C; c++)
+            for (int j = 0; j < nb; j++)
+                cls[(size_t)c * DB + j] *= z[j];
+    }
+    /* argmax over classes, vectorised across the block's pixels */
+    for (int j = 0; j < nb; j++)
+        bv[j] = cls[j] * d->keep[0], bi[j] = 0;
+    for (int c = 1; c < C; c++) {
+        const float *cc = cls + (size_t)c * DB, kc = d->keep[c];
+        for (int j = 0; j < nb; j++) {
+            float v = cc[j] * kc;
+            int gt = v > bv[j];
+            bv[j] = gt ? v : bv[j];
+            bi[j] = gt ? c : bi[j];
+        }
+    }
+    for (int j = 0; j < nb; j++) {
+        int b = bi[j];
+        if (area)
+            area[b] += 1;
+        if (best)
+            best[j] = (uint8_t)b;
+        pred[j] = (uint8_t)(!p->argmax_cos && bv[j] < p->prob_thd ? 0 : b);
+    }
+    if (probs)
+        for (int c = 0; c < C; c++)
+            for (int j = 0; j < nb; j++)
+                probs[(size_t)c * pstride + j] = cls[(size_t)c * DB + j] * d->keep[c];
+}
+
+/* The area threshold (SCLIP): a foreground class whose argmax area is at most area_thd x the
+ * foreground area loses its probability. Sets keep[]; returns whether any class lost it. */
+static int area_keep(const struct hx_dense_params *p, int C, const double *area, float *keep)
+{
+    double fg = 0;
+    int dropped = 0;
+    for (int c = 1; c < C; c++)
+        fg += area[c];
+    keep[0] = 1;
+    for (int c = 1; c < C; c++) {
+        keep[c] = area[c] > p->area_thd * fg ? 1.0f : 0.0f;
+        dropped |= keep[c] == 0;
+    }
+    return dropped;
+}
+
+static int uses_area(const struct hx_dense_params *p) { return !p->argmax_cos && p->area_thd >= 0; }
+
+struct decide_job {
+    struct decider d;
     const float *scores;
-    int n, pass, rc;
-    const float *keep; /* [C] */
-    double *area;      /* [threads][C] areas of the argmax in pass 0 */
-    int chunk;         /* pixel blocks per thread chunk */
+    int n, chunk, rc; /* chunk: pixel blocks per parallel chunk */
+    double *area;     /* [nchunks][C] argmax areas of the first pass, or NULL */
     uint8_t *pred;
     float *probs;
 };
 
-HX_CLONES static void decide_range(void *ctx, int t0, int t1)
+static void decide_range(void *ctx, int t0, int t1)
 {
     struct decide_job *jb = ctx;
-    const struct hx_dense_params *p = jb->p;
-    const struct hx_queries *q = jb->q;
-    int N = q->bank->n_classes, C = q->n_classes, n = jb->n;
-    float scale = p->logit_scale;
-    float *cls = malloc(sizeof(float) * C * DB), *m = malloc(sizeof(float) * DB);
-    float *z = malloc(sizeof(float) * DB), *e = malloc(sizeof(float) * DB);
-    float *bv = malloc(sizeof(float) * DB);
-    int *bi = malloc(sizeof(int) * DB);
-    if (!cls || !m || !z || !e || !bv || !bi) {
+    int C = jb->d.q->n_classes, n = jb->n;
+    struct decide_buf buf;
+    if (decide_buf_init(&buf, C)) {
         jb->rc = HX_ENOMEM;
-        goto done;
+        return;
     }
     for (int t = t0; t < t1; t++) {
-        double *area = jb->area + (size_t)t * C;
         int end = (t + 1) * jb->chunk * DB < n ? (t + 1) * jb->chunk * DB : n;
-        for (int i0 = t * jb->chunk * DB; i0 < end; i0 += DB) {
-            int b = n - i0 < DB ? n - i0 : DB;
-            if (p->argmax_cos) {
-                for (int j = 0; j < C * DB; j++)
-                    cls[j] = -INFINITY;
-                for (int k = 0; k < N; k++) {
-                    const float *s = jb->scores + (size_t)k * n + i0;
-                    float *cc = cls + (size_t)q->name_class[k] * DB;
-                    for (int j = 0; j < b; j++)
-                        cc[j] = s[j] > cc[j] ? s[j] : cc[j];
-                }
-            } else {
-                /* softmax(scale * s) over names; a class takes its names' largest probability */
-                for (int j = 0; j < b; j++)
-                    m[j] = -INFINITY, z[j] = 0;
-                for (int j = 0; j < C * DB; j++)
-                    cls[j] = 0;
-                for (int k = 0; k < N; k++) {
-                    const float *s = jb->scores + (size_t)k * n + i0;
-                    for (int j = 0; j < b; j++)
-                        m[j] = s[j] > m[j] ? s[j] : m[j];
-                }
-                for (int k = 0; k < N; k++) {
-                    const float *s = jb->scores + (size_t)k * n + i0;
-                    float *cc = cls + (size_t)q->name_class[k] * DB;
-                    for (int j = 0; j < b; j++)
-                        e[j] = scale * s[j] - scale * m[j];
-                    hx_exp_inplace(e, (size_t)b);
-                    for (int j = 0; j < b; j++) {
-                        z[j] += e[j];
-                        cc[j] = e[j] > cc[j] ? e[j] : cc[j];
-                    }
-                }
-                for (int j = 0; j < b; j++)
-                    z[j] = 1.0f / z[j];
-                for (int c = 0; c < C; c++)
-                    for (int j = 0; j < b; j++)
-                        cls[(size_t)c * DB + j] *= z[j];
-            }
-            /* argmax over classes, vectorised across the block's pixels */
-            for (int j = 0; j < b; j++)
-                bv[j] = cls[j] * jb->keep[0], bi[j] = 0;
-            for (int c = 1; c < C; c++) {
-                const float *cc = cls + (size_t)c * DB, kc = jb->keep[c];
-                for (int j = 0; j < b; j++) {
-                    float v = cc[j] * kc;
-                    int gt = v > bv[j];
-                    bv[j] = gt ? v : bv[j];
-                    bi[j] = gt ? c : bi[j];
-                }
-            }
-            for (int j = 0; j < b; j++) {
-                int best = bi[j];
-                if (jb->pass == 0)
-                    area[best] += 1;
-                if (!p->argmax_cos && bv[j] < p->prob_thd)
-                    best = 0;
-                jb->pred[i0 + j] = (uint8_t)best;
-                if (jb->probs)
-                    for (int c = 0; c < C; c++)
-                        jb->probs[(size_t)c * n + i0 + j] = cls[(size_t)c * DB + j] * jb->keep[c];
-            }
-        }
+        for (int i0 = t * jb->chunk * DB; i0 < end; i0 += DB)
+            decide_block(&jb->d, &buf, jb->scores + i0, (size_t)n, n - i0 < DB ? n - i0 : DB,
+                         jb->pred + i0, NULL, jb->area ? jb->area + (size_t)t * C : NULL,
+                         jb->probs ? jb->probs + i0 : NULL, (size_t)n);
     }
-done:
-    free(cls), free(m), free(z), free(e), free(bv), free(bi);
+    decide_buf_free(&buf);
 }
 
 int hx_dense_decide(const struct hx_dense_params *p, const struct hx_queries *q, float *scores,
@@ -135,24 +185,18 @@ int hx_dense_decide(const struct hx_dense_params *p, const struct hx_queries *q,
     }
     for (int c = 0; c < C; c++)
         keep[c] = 1;
-    struct decide_job jb = {p, q, scores, n, 0, 0, keep, area, chunk, pred, probs};
+    struct decide_job jb = {{p, q, keep}, scores, n, chunk, 0, area, pred, probs};
     /* threads only pay off on large maps (spawning costs tens of microseconds) */
     int threads = (size_t)n * q->bank->n_classes >= (1u << 20) ? 0 : 1;
     hx_parallel_for(nchunks, threads, decide_range, &jb);
     if ((rc = jb.rc))
         goto done;
-    if (!p->argmax_cos && p->area_thd >= 0) {
-        /* area_thd: a foreground class whose argmax area is at most area_thd x the foreground
-         * area loses its probability; then decide again */
-        double fg = 0, *tot = area; /* sum the chunks' areas into chunk 0 */
-        for (int t = 1; t < nchunks; t++)
+    if (uses_area(p)) {
+        for (int t = 1; t < nchunks; t++) /* sum the chunks' areas into chunk 0 */
             for (int c = 0; c < C; c++)
-                tot[c] += area[(size_t)t * C + c];
-        for (int c = 1; c < C; c++)
-            fg += tot[c];
-        for (int c = 1; c < C; c++)
-            keep[c] = tot[c] > p->area_thd * fg ? 1.0f : 0.0f;
-        jb.pass = 1;
+                area[c] += area[(size_t)t * C + c];
+        area_keep(p, C, area, keep);
+        jb.area = NULL; /* then decide again */
         hx_parallel_for(nchunks, threads, decide_range, &jb);
         rc = jb.rc;
     }
@@ -186,19 +230,31 @@ void hx_dense_feats_free(struct hx_dense_feats *f)
     memset(f, 0, sizeof *f);
 }
 
-int hx_dense_feats_alloc(struct hx_dense_feats *f, int nw, int T, int E)
+static int feats_alloc(struct hx_dense_feats *f, int nw, int T, int E, int zero)
 {
+    size_t nd = (size_t)nw * T * E;
     memset(f, 0, sizeof *f);
     f->nw = nw, f->T = T, f->E = E;
     f->win = hx_calloc(nw, sizeof *f->win, "windows");
     f->grid = hx_calloc((size_t)nw * 2, sizeof *f->grid, "window grids");
-    f->dense = hx_calloc((size_t)nw * T * E, sizeof *f->dense, "dense tokens");
+    f->dense = zero ? hx_calloc(nd, sizeof *f->dense, "dense tokens")
+                    : hx_malloc(nd * sizeof *f->dense, "dense tokens");
     f->pooled = hx_calloc((size_t)nw * E, sizeof *f->pooled, "pooled embeddings");
     if (!f->win || !f->grid || !f->dense || !f->pooled) {
         hx_dense_feats_free(f);
         return HX_ENOMEM;
     }
     return 0;
+}
+
+int hx_dense_feats_alloc(struct hx_dense_feats *f, int nw, int T, int E)
+{
+    return feats_alloc(f, nw, T, E, 1);
+}
+
+int hx_dense_feats_alloc_unset(struct hx_dense_feats *f, int nw, int T, int E)
+{
+    return feats_alloc(f, nw, T, E, 0);
 }
 
 /* Step 1: the resized, normalised network input [3, *H, *W] (caller frees). */
@@ -327,15 +383,369 @@ HX_CLONES static void maps_range(void *ctx, int k0, int k1)
     free(plane);
 }
 
+/* The streamed form of steps 4-6 when no full-size map is asked for (no probabilities, no
+ * PAMR): output rows are produced in order, each from two view rows, each view row from its
+ * windows' rows, and decided at once, so nothing larger than a few rows per name leaves the
+ * cache. Every value is computed by the same float operations, in the same order, as the
+ * map-by-map path (window resize-and-add, division by the count, resize to the output), so
+ * the labels are identical. */
+struct taps {
+    int *i0, *i1;
+    float *l0, *l1;
+};
+
+struct stream_job {
+    struct decider d;
+    const struct hx_dense_feats *f;
+    const float *grid;     /* [nw][N, gh*gw] */
+    const float *count;    /* [H, W] */
+    const float *rcp;      /* [H, W]: 1 / count */
+    const uint8_t *pow2;   /* [H]: every count of the row is a power of two, so x * rcp == x / count */
+    const size_t *goff;    /* [nw]: offset of each window's block in grid */
+    struct taps *wx, *wy;  /* [nw]: window taps along x (gw -> width) and y (gh -> height) */
+    struct taps ox, oy;    /* view -> output */
+    int N, H, W, out_h, out_w, rows; /* rows: output rows per parallel chunk */
+    const uint8_t *redo;   /* second pass: rows holding a pixel to decide again, or NULL */
+    const uint8_t *best;   /* second pass: first-pass argmax classes [out_h * out_w] */
+    uint8_t *pred, *best_out;
+    double *area;          /* [nchunks][C] first-pass argmax areas, or NULL */
+    int rc;
+};
+
+/* Per-thread row caches: a row is computed once and kept while the rows that use it are
+ * consecutive (slot = row & 1). */
+struct stream_buf {
+    float *wrow;   /* [nw][N][2][wmax]: window rows interpolated along x */
+    int *whave;    /* [nw][N][2] */
+    float *orow;   /* [N][2][out_w]: view rows resized along x to the output width */
+    int *ohave;    /* [N][2] */
+    float *view;   /* [W]: one view row of one name */
+    float *scores; /* [N][out_w]: one output row, all names */
+    uint8_t *lab, *bst;
+    struct decide_buf db;
+};
+
+/* out[x] = in[i0[x]] * l0[x] + in[i1[x]] * l1[x]: one row interpolated along x */
+static inline void lerp_gather(float *restrict out, const float *restrict in,
+                               const int *restrict i0, const int *restrict i1,
+                               const float *restrict l0, const float *restrict l1, int n)
+{
+    for (int x = 0; x < n; x++)
+        out[x] = in[i0[x]] * l0[x] + in[i1[x]] * l1[x];
+}
+
+HX_CLONES static const float *window_row(const struct stream_job *j, struct stream_buf *b,
+                                         int w, int k, int gy, int wmax)
+{
+    const struct hx_dense_feats *f = j->f;
+    size_t slot = ((size_t)w * j->N + k) * 2 + (gy & 1);
+    float *t = b->wrow + slot * wmax;
+    if (b->whave[slot] != gy) {
+        int gh = f->grid[2 * w], gw = f->grid[2 * w + 1], ow = f->win[w].x2 - f->win[w].x1;
+        const float *r = j->grid + j->goff[w] + ((size_t)k * gh + gy) * gw;
+        const struct taps *x = &j->wx[w];
+        lerp_gather(t, r, x->i0, x->i1, x->l0, x->l1, ow);
+        b->whave[slot] = gy;
+    }
+    return t;
+}
+
+/* View row y of name k resized along x to the output width. */
+HX_CLONES static const float *output_row(const struct stream_job *j, struct stream_buf *b, int k,
+                                         int y, int wmax)
+{
+    const struct hx_dense_feats *f = j->f;
+    size_t slot = (size_t)k * 2 + (y & 1);
+    float *t = b->orow + slot * j->out_w, *v = b->view;
+    if (b->ohave[slot] == y)
+        return t;
+    memset(v, 0, sizeof(float) * j->W);
+    for (int w = 0; w < f->nw; w++) {
+        const struct hx_window *win = &f->win[w];
+        if (y < win->y1 || y >= win->y2)
+            continue;
+        int yy = y - win->y1, ow = win->x2 - win->x1;
+        const struct taps *ty = &j->wy[w];
+        const float *t0 = window_row(j, b, w, k, ty->i0[yy], wmax);
+        const float *t1 = window_row(j, b, w, k, ty->i1[yy], wmax);
+        float wy0 = ty->l0[yy], wy1 = ty->l1[yy], *o = v + win->x1;
+        for (int x = 0; x < ow; x++)
+            o[x] += t0[x] * wy0 + t1[x] * wy1;
+    }
+    if (j->pow2[y]) { /* the same value as the division, which is several times slower */
+        const float *rcp = j->rcp + (size_t)y * j->W;
+        for (int x = 0; x < j->W; x++)
+            v[x] *= rcp[x];
+    } else {
+        const float *cnt = j->count + (size_t)y * j->W;
+        for (int x = 0; x < j->W; x++)
+            v[x] /= cnt[x];
+    }
+    lerp_gather(t, v, j->ox.i0, j->ox.i1, j->ox.l0, j->ox.l1, j->out_w);
+    b->ohave[slot] = y;
+    return t;
+}
+
+static void stream_buf_free(struct stream_buf *b)
+{
+    free(b->wrow), free(b->whave), free(b->orow), free(b->ohave), free(b->view);
+    free(b->scores), free(b->lab), free(b->bst);
+    decide_buf_free(&b->db);
+}
+
+static int stream_buf_init(const struct stream_job *j, struct stream_buf *b, int wmax)
+{
+    const struct hx_dense_feats *f = j->f;
+    size_t nw = (size_t)f->nw, N = (size_t)j->N, ow = (size_t)j->out_w;
+    memset(b, 0, sizeof *b);
+    b->wrow = malloc(sizeof(float) * nw * N * 2 * wmax);
+    b->whave = malloc(sizeof(int) * nw * N * 2);
+    b->orow = malloc(sizeof(float) * N * 2 * ow);
+    b->ohave = malloc(sizeof(int) * N * 2);
+    b->view = malloc(sizeof(float) * j->W);
+    b->scores = malloc(sizeof(float) * N * ow);
+    b->lab = malloc(ow), b->bst = malloc(ow);
+    if (!b->wrow || !b->whave || !b->orow || !b->ohave || !b->view || !b->scores || !b->lab ||
+        !b->bst || decide_buf_init(&b->db, j->d.q->n_classes)) {
+        stream_buf_free(b);
+        return HX_ENOMEM;
+    }
+    for (size_t i = 0; i < nw * N * 2; i++)
+        b->whave[i] = -1;
+    for (size_t i = 0; i < N * 2; i++)
+        b->ohave[i] = -1;
+    return 0;
+}
+
+HX_CLONES static void stream_range(void *ctx, int c0, int c1)
+{
+    struct stream_job *j = ctx;
+    const struct hx_dense_feats *f = j->f;
+    int wmax = 1, C = j->d.q->n_classes, ow = j->out_w;
+    for (int w = 0; w < f->nw; w++)
+        if (f->win[w].x2 - f->win[w].x1 > wmax)
+            wmax = f->win[w].x2 - f->win[w].x1;
+    struct stream_buf b;
+    if (stream_buf_init(j, &b, wmax)) {
+        j->rc = HX_ENOMEM;
+        return;
+    }
+    for (int c = c0; c < c1; c++) {
+        int r1 = (c + 1) * j->rows < j->out_h ? (c + 1) * j->rows : j->out_h;
+        for (int r = c * j->rows; r < r1; r++) {
+            if (j->redo && !j->redo[r])
+                continue;
+            float wy0 = j->oy.l0[r], wy1 = j->oy.l1[r];
+            for (int k = 0; k < j->N; k++) {
+                const float *t0 = output_row(j, &b, k, j->oy.i0[r], wmax);
+                const float *t1 = output_row(j, &b, k, j->oy.i1[r], wmax);
+                float *o = b.scores + (size_t)k * ow;
+                for (int x = 0; x < ow; x++)
+                    o[x] = t0[x] * wy0 + t1[x] * wy1;
+            }
+            size_t at = (size_t)r * ow;
+            for (int x0 = 0; x0 < ow; x0 += DB) {
+                int nb = ow - x0 < DB ? ow - x0 : DB;
+                decide_block(&j->d, &b.db, b.scores + x0, (size_t)ow, nb, b.lab + x0, b.bst + x0,
+                             j->area ? j->area + (size_t)c * C : NULL, NULL, 0);
+            }
+            if (!j->redo) {
+                memcpy(j->pred + at, b.lab, ow);
+                memcpy(j->best_out + at, b.bst, ow);
+            } else {
+                /* only the pixels whose first-pass class lost its probability change */
+                for (int x = 0; x < ow; x++)
+                    if (j->d.keep[j->best[at + x]] == 0)
+                        j->pred[at + x] = b.lab[x];
+            }
+        }
+    }
+    stream_buf_free(&b);
+}
+
+static int stream_predict(const struct hx_dense_params *p, const struct hx_queries *q,
+                          const struct hx_dense_feats *f, const float *grid, const float *count,
+                          int N, int out_h, int out_w, uint8_t *pred)
+{
+    int nw = f->nw, H = f->view_h, W = f->view_w, C = q->n_classes, rc = 0;
+    int rows = 8, nchunks = (out_h + rows - 1) / rows; /* fixed: results never depend on threads */
+    size_t ntaps = 2 * ((size_t)W + H + out_w + out_h);
+    for (int w = 0; w < nw; w++)
+        ntaps += (size_t)(f->win[w].x2 - f->win[w].x1) + (f->win[w].y2 - f->win[w].y1);
+    struct taps *wt = hx_calloc((size_t)2 * nw, sizeof *wt, "window taps");
+    size_t *goff = hx_malloc(sizeof(size_t) * nw, "window offsets");
+    int *idx = hx_malloc(sizeof(int) * 2 * ntaps, "resize taps");
+    float *wgt = hx_malloc(sizeof(float) * 2 * ntaps, "resize weights");
+    float *keep = hx_malloc(sizeof(float) * C, "class mask");
+    double *area = hx_calloc((size_t)nchunks * C, sizeof(double), "class areas");
+    uint8_t *best = hx_malloc((size_t)out_h * out_w, "first-pass classes");
+    uint8_t *redo = hx_calloc(out_h, 1, "rows to decide again");
+    float *rcp = hx_malloc(sizeof(float) * H * W, "window count reciprocals");
+    uint8_t *pow2 = hx_malloc(H, "power-of-two rows");
+    if (!wt || !goff || !idx || !wgt || !keep || !area || !best || !redo || !rcp || !pow2) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    for (int y = 0; y < H; y++) {
+        pow2[y] = 1;
+        for (int x = 0; x < W; x++) {
+            float c = count[(size_t)y * W + x];
+            uint32_t bits;
+            memcpy(&bits, &c, 4);
+            rcp[(size_t)y * W + x] = 1.0f / c;
+            pow2[y] &= (bits & 0x7fffffu) == 0; /* counts are >= 1: normal floats */
+        }
+    }
+    int *ip = idx;
+    float *wp = wgt;
+#define TAPS(t, in, out)                                                                       \
+    do {                                                                                       \
+        (t)->i0 = ip, (t)->i1 = ip + (out), (t)->l0 = wp, (t)->l1 = wp + (out);                \
+        hx_linear_taps((in), (out), 0, (t)->i0, (t)->i1, (t)->l0, (t)->l1);                    \
+        ip += 2 * (size_t)(out), wp += 2 * (size_t)(out);                                      \
+    } while (0)
+    size_t off = 0;
+    for (int w = 0; w < nw; w++) {
+        int gh = f->grid[2 * w], gw = f->grid[2 * w + 1];
+        TAPS(&wt[w], gw, f->win[w].x2 - f->win[w].x1);
+        TAPS(&wt[nw + w], gh, f->win[w].y2 - f->win[w].y1);
+        goff[w] = off;
+        off += (size_t)N * gh * gw;
+    }
+    struct stream_job j = {{p, q, keep}, f, grid, count, rcp, pow2, goff, wt, wt + nw, {0}, {0},
+                           N, H, W, out_h, out_w, rows, NULL, best, pred, best, area, 0};
+    TAPS(&j.ox, W, out_w);
+    TAPS(&j.oy, H, out_h);
+#undef TAPS
+    for (int c = 0; c < C; c++)
+        keep[c] = 1;
+    int threads = (size_t)N * out_h * out_w >= (1u << 20) ? 0 : 1;
+    hx_parallel_for(nchunks, threads, stream_range, &j);
+    if ((rc = j.rc) || !uses_area(p))
+        goto done;
+    for (int t = 1; t < nchunks; t++) /* sum the chunks' areas into chunk 0 */
+        for (int c = 0; c < C; c++)
+            area[c] += area[(size_t)t * C + c];
+    if (!area_keep(p, C, area, keep))
+        goto done;
+    /* second pass, over the rows holding a pixel whose class lost its probability: with the
+     * first-pass class kept, the argmax and its probability cannot change */
+    int any = 0;
+    for (int r = 0; r < out_h; r++)
+        for (int x = 0; x < out_w && !redo[r]; x++)
+            redo[r] = keep[best[(size_t)r * out_w + x]] == 0, any |= redo[r];
+    if (any) {
+        j.redo = redo, j.area = NULL;
+        hx_parallel_for(nchunks, threads, stream_range, &j);
+        rc = j.rc;
+    }
+done:
+    free(wt), free(goff), free(idx), free(wgt), free(keep), free(area), free(best), free(redo);
+    free(rcp), free(pow2);
+    return rc;
+}
+
+/* Step 3 on the token grids: per window, the normalised tokens against the text bank (one
+ * GEMM), then the ensemble rule, written planar [N, gh*gw] into the window's block of grid.
+ * Work is split into fixed chunks of TOKCHUNK tokens (rows are independent), so results do not
+ * depend on the thread count. */
+#define TOKCHUNK 128
+
+struct score_job {
+    const struct hx_queries *q;
+    const struct hx_dense_feats *f;
+    float tau;
+    const float *gdot;  /* [nw, M] global dot products, or NULL */
+    const int *task;    /* [ntasks, 2]: window, first token */
+    const size_t *goff; /* [nw] */
+    float *grid;
+    int rc;
+};
+
+static void score_range(void *ctx, int t0, int t1)
+{
+    struct score_job *j = ctx;
+    const struct hx_text_bank *b = j->q->bank;
+    const struct hx_dense_feats *f = j->f;
+    int N = b->n_classes, M = b->n_members, E = f->E;
+    float *tok = hx_malloc(sizeof(float) * TOKCHUNK * E, "tokens");
+    float *cos = hx_malloc(sizeof(float) * TOKCHUNK * M, "member cosines");
+    float *score = hx_malloc(sizeof(float) * TOKCHUNK * N, "name scores");
+    if (!tok || !cos || !score) {
+        j->rc = HX_ENOMEM;
+        goto done;
+    }
+    for (int t = t0; t < t1; t++) {
+        int w = j->task[2 * t], a = j->task[2 * t + 1], g = f->grid[2 * w] * f->grid[2 * w + 1];
+        int nt = g - a < TOKCHUNK ? g - a : TOKCHUNK, rc;
+        memcpy(tok, f->dense + ((size_t)w * f->T + a) * E, sizeof(float) * (size_t)nt * E);
+        hx_l2_normalize_rows(tok, nt, E);
+        hx_score_cos(tok, nt, b->emb, M, E, cos);
+        if ((rc = hx_ens_scores(b, &j->q->point, cos, nt, j->tau,
+                                j->gdot ? j->gdot + (size_t)w * M : NULL, score))) {
+            j->rc = rc;
+            break;
+        }
+        float *out = j->grid + j->goff[w] + a; /* [nt, N] -> planar [N, g] */
+        for (int i = 0; i < nt; i++)
+            for (int k = 0; k < N; k++)
+                out[(size_t)k * g + i] = score[(size_t)i * N + k];
+    }
+done:
+    free(tok), free(cos), free(score);
+}
+
+static int score_windows(const struct hx_dense_params *p, const struct hx_queries *q,
+                         const struct hx_dense_feats *f, const size_t *goff, float *grid)
+{
+    const struct hx_text_bank *b = q->bank;
+    int M = b->n_members, E = f->E, ntasks = 0, rc = 0;
+    int needs_global = hx_ens_rule_needs_global(q->point.rule);
+    size_t tokens = 0;
+    for (int w = 0; w < f->nw; w++) {
+        int g = f->grid[2 * w] * f->grid[2 * w + 1];
+        ntasks += (g + TOKCHUNK - 1) / TOKCHUNK;
+        tokens += (size_t)g;
+    }
+    int *task = hx_malloc(sizeof(int) * 2 * (size_t)ntasks, "scoring tasks");
+    float *gdot = needs_global ? hx_malloc(sizeof(float) * (size_t)f->nw * M, "global dots") : NULL;
+    float *pool = hx_malloc(sizeof(float) * E, "pooled embedding");
+    if (!task || !pool || (needs_global && !gdot)) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    for (int w = 0, t = 0; w < f->nw; w++) {
+        for (int a = 0; a < f->grid[2 * w] * f->grid[2 * w + 1]; a += TOKCHUNK)
+            task[2 * t] = w, task[2 * t + 1] = a, t++;
+        if (needs_global) {
+            memcpy(pool, f->pooled + (size_t)w * E, sizeof(float) * E);
+            hx_l2_normalize_rows(pool, 1, E);
+            hx_score_cos(pool, 1, b->emb, M, E, gdot + (size_t)w * M);
+        }
+    }
+    struct score_job j = {q, f, p->logit_scale, gdot, task, goff, grid, 0};
+    /* the chunks' GEMMs are small: the cores go to the chunks, one BLAS thread each */
+    int threads = tokens * M * E >= (8u << 20) ? hx_default_threads() : 1;
+    int blas = hx_get_threads();
+    if (threads > 1)
+        hx_set_threads(1);
+    hx_parallel_for(ntasks, threads, score_range, &j);
+    if (threads > 1)
+        hx_set_threads(blas);
+    rc = j.rc;
+done:
+    free(task), free(gdot), free(pool);
+    return rc;
+}
+
 int hx_dense_predict(const struct hx_dense_params *p, const struct hx_queries *q,
                      const struct hx_dense_feats *f, const float *guide, int out_h, int out_w,
                      uint8_t *pred, float *probs)
 {
     const struct hx_text_bank *b = q->bank;
-    int N = b->n_classes, M = b->n_members, E = f->E, T = f->T, H = f->view_h, W = f->view_w;
-    int needs_global = hx_ens_rule_needs_global(q->point.rule), rc;
-    float *tok = NULL, *cos = NULL, *gdot = NULL, *pool = NULL, *score = NULL, *grid = NULL;
-    float *maps = NULL, *count = NULL;
+    int N = b->n_classes, E = f->E, T = f->T, H = f->view_h, W = f->view_w, rc;
+    float *grid = NULL, *maps = NULL, *count = NULL;
+    size_t *goff = NULL;
     if ((rc = check_queries(q)))
         return rc;
     if (E != b->dim)
@@ -343,45 +753,30 @@ int hx_dense_predict(const struct hx_dense_params *p, const struct hx_queries *q
     if (p->pamr.iters > 0 && !guide)
         return hx_err(HX_EINVAL, "PAMR needs the guide image");
     size_t cells = 0, n = (size_t)out_h * out_w;
-    for (int w = 0; w < f->nw; w++)
-        cells += (size_t)f->grid[2 * w] * f->grid[2 * w + 1];
-    tok = hx_malloc(sizeof(float) * (size_t)T * E, "tokens");
-    cos = hx_malloc(sizeof(float) * (size_t)T * M, "member cosines");
-    gdot = hx_malloc(sizeof(float) * M, "global dot products");
-    pool = hx_malloc(sizeof(float) * E, "pooled embedding");
-    score = hx_malloc(sizeof(float) * (size_t)T * N, "name scores");
-    grid = hx_malloc(sizeof(float) * cells * N, "name score grids");
-    count = hx_calloc((size_t)H * W, sizeof(float), "window counts");
-    maps = hx_malloc(sizeof(float) * N * n, "name score maps");
-    if (!tok || !cos || !gdot || !pool || !score || !grid || !count || !maps) {
-        rc = HX_ENOMEM;
-        goto done;
-    }
-    /* scores per window on the token grid: one GEMM, then the ensemble rule */
-    float *gw_out = grid;
+    goff = hx_malloc(sizeof(size_t) * (f->nw ? f->nw : 1), "window offsets");
+    if (!goff)
+        return HX_ENOMEM;
     for (int w = 0; w < f->nw; w++) {
         const struct hx_window *win = &f->win[w];
-        int gh = f->grid[2 * w], gw = f->grid[2 * w + 1], g = gh * gw;
+        int g = f->grid[2 * w] * f->grid[2 * w + 1];
         if (win->y1 < 0 || win->x1 < 0 || win->y2 > H || win->x2 > W || win->y1 >= win->y2 ||
-            win->x1 >= win->x2 || g < 1 || g > T) {
+            win->x1 >= win->x2 || f->grid[2 * w] < 1 || f->grid[2 * w + 1] < 1 || g > T) {
             rc = hx_err(HX_EFORMAT, "features: window %d does not fit the %dx%d view", w, W, H);
             goto done;
         }
-        memcpy(tok, f->dense + (size_t)w * T * E, sizeof(float) * (size_t)g * E);
-        hx_l2_normalize_rows(tok, g, E);
-        hx_score_cos(tok, g, b->emb, M, E, cos);
-        if (needs_global) {
-            memcpy(pool, f->pooled + (size_t)w * E, sizeof(float) * E);
-            hx_l2_normalize_rows(pool, 1, E);
-            hx_score_cos(pool, 1, b->emb, M, E, gdot);
-        }
-        if ((rc = hx_ens_scores(b, &q->point, cos, g, p->logit_scale, needs_global ? gdot : NULL,
-                                score)))
-            goto done;
-        for (int t = 0; t < g; t++) /* [g, N] -> planar [N, gh, gw] */
-            for (int k = 0; k < N; k++)
-                gw_out[(size_t)k * g + t] = score[(size_t)t * N + k];
-        gw_out += (size_t)N * g;
+        goff[w] = cells * N;
+        cells += (size_t)g;
+    }
+    grid = hx_malloc(sizeof(float) * cells * N, "name score grids");
+    count = hx_calloc((size_t)H * W, sizeof(float), "window counts");
+    if (!grid || !count) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    if ((rc = score_windows(p, q, f, goff, grid)))
+        goto done;
+    for (int w = 0; w < f->nw; w++) {
+        const struct hx_window *win = &f->win[w];
         for (int y = win->y1; y < win->y2; y++)
             for (int x = win->x1; x < win->x2; x++)
                 count[(size_t)y * W + x] += 1;
@@ -392,6 +787,14 @@ int hx_dense_predict(const struct hx_dense_params *p, const struct hx_queries *q
                         i / W);
             goto done;
         }
+    if (!probs && p->pamr.iters <= 0) {
+        rc = stream_predict(p, q, f, grid, count, N, out_h, out_w, pred);
+        goto done;
+    }
+    if (!(maps = hx_malloc(sizeof(float) * N * n, "name score maps"))) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
     struct maps_job job = {f, grid, count, N, H, W, out_h, out_w, maps, 0};
     hx_parallel_for(N, (size_t)N * H * W >= (1u << 20) ? 0 : 1, maps_range, &job);
     if ((rc = job.rc))
@@ -400,7 +803,7 @@ int hx_dense_predict(const struct hx_dense_params *p, const struct hx_queries *q
         goto done;
     rc = hx_dense_decide(p, q, maps, (int)n, pred, probs);
 done:
-    free(tok), free(cos), free(gdot), free(pool), free(score), free(grid), free(maps), free(count);
+    free(goff), free(grid), free(maps), free(count);
     return rc;
 }
 

@@ -79,6 +79,9 @@ struct hx_dense_feats {
 void hx_dense_feats_free(struct hx_dense_feats *f);
 /* Allocate a zeroed feature record for nw windows of at most T tokens. */
 int hx_dense_feats_alloc(struct hx_dense_feats *f, int nw, int T, int E);
+/* The same with the dense tokens left unset, for a caller that writes every one of them
+ * (zeroing megabytes that are overwritten at once is a measurable share of a cached read). */
+int hx_dense_feats_alloc_unset(struct hx_dense_feats *f, int nw, int T, int E);
 
 /* Steps 1-2: resize, normalise, slide windows, encode each (pooled embeddings included). */
 int hx_dense_features(const struct hx_dense_encoder *enc, const struct hx_dense_params *p,

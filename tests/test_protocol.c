@@ -204,6 +204,84 @@ START_TEST(decision_rule_by_hand)
 }
 END_TEST
 
+/* The streamed path (no probabilities asked for) against the map-by-map path (probabilities
+ * asked for), which matches_reference checks against PyTorch: the labels must be identical,
+ * byte for byte, over window layouts with 1 to 4 covering windows (3 is not a power of two),
+ * up- and downsampling, subclass names, both decision rules and an area threshold that
+ * removes classes. */
+static uint32_t lcg = 7;
+static float urand(void)
+{
+    lcg = lcg * 1664525u + 1013904223u;
+    return (float)((lcg >> 8) / 16777216.0 * 2 - 1);
+}
+
+START_TEST(streamed_matches_maps)
+{
+    enum { E = 24, C = 5 };
+    int nsub[C] = {0, 2, 1, 0, 3}, M = 0, name_class[C];
+    for (int c = 0; c < C; c++)
+        M += 1 + nsub[c], name_class[c] = c;
+    float *emb = malloc(sizeof(float) * M * E);
+    for (int i = 0; i < M * E; i++)
+        emb[i] = urand();
+    struct hx_text_bank *bank;
+    ck_assert_int_eq(hx_text_bank_create(&bank, emb, nsub, C, E), 0);
+    /* view 40 x 52: a 2 x 3 grid of 24 x 24 windows, strides 16 and 14 (covers 1..4 times),
+     * plus one 10 x 10 window inside (up to 5); grids of 3 x 3 and 2 x 2 tokens */
+    struct hx_dense_feats f;
+    int nw = 7;
+    ck_assert_int_eq(hx_dense_feats_alloc(&f, nw, 9, E), 0);
+    f.img_h = 40, f.img_w = 52, f.view_h = 40, f.view_w = 52;
+    for (int w = 0; w < 6; w++) {
+        int y = (w / 3) * 16, x = (w % 3) * 14;
+        f.win[w] = (struct hx_window){y, y + 24, x, x + 24};
+        f.grid[2 * w] = f.grid[2 * w + 1] = 3;
+    }
+    f.win[6] = (struct hx_window){12, 22, 20, 30};
+    f.grid[12] = f.grid[13] = 2;
+    for (size_t i = 0; i < (size_t)nw * 9 * E; i++)
+        f.dense[i] = urand();
+    for (size_t i = 0; i < (size_t)nw * E; i++)
+        f.pooled[i] = urand();
+    const int sizes[3][2] = {{40, 52}, {23, 71}, {61, 30}};
+    const enum hx_ens_rule rules[3] = {HX_ENS_SUPER, HX_ENS_MAX, HX_ENS_MEAN};
+    int dropped = 0;
+    for (int si = 0; si < 3; si++)
+        for (int ri = 0; ri < 3; ri++)
+            for (int mode = 0; mode < 4; mode++) {
+                int oh = sizes[si][0], ow = sizes[si][1];
+                struct hx_queries q = {bank, name_class, C, {rules[ri], 3, 1}};
+                struct hx_dense_params p = {0};
+                p.logit_scale = 30, p.area_thd = -1;
+                if (mode == 1)
+                    p.prob_thd = 0.4f;
+                if (mode == 2)
+                    p.area_thd = 0.22f;
+                if (mode == 3)
+                    p.argmax_cos = 1;
+                uint8_t *a = malloc(oh * ow), *b = malloc(oh * ow), *c = malloc(oh * ow);
+                float *probs = malloc(sizeof(float) * C * oh * ow);
+                ck_assert_int_eq(hx_dense_predict(&p, &q, &f, NULL, oh, ow, a, NULL), 0);
+                ck_assert_int_eq(hx_dense_predict(&p, &q, &f, NULL, oh, ow, b, probs), 0);
+                for (int i = 0; i < oh * ow; i++)
+                    ck_assert_msg(a[i] == b[i], "size %dx%d rule %d mode %d pixel %d: streamed "
+                                  "%d, maps %d", oh, ow, ri, mode, i, a[i], b[i]);
+                if (mode == 2) { /* did the threshold remove a class that had won pixels? */
+                    p.area_thd = -1;
+                    ck_assert_int_eq(hx_dense_predict(&p, &q, &f, NULL, oh, ow, c, NULL), 0);
+                    dropped += memcmp(a, c, oh * ow) != 0;
+                }
+                free(a), free(b), free(c), free(probs);
+            }
+    ck_assert_msg(dropped > 0, "the area threshold never changed a label: the second pass "
+                  "went untested");
+    hx_dense_feats_free(&f);
+    hx_text_bank_free(bank);
+    free(emb);
+}
+END_TEST
+
 START_TEST(presets_follow_spec)
 {
     struct hx_dense_preset r;
@@ -247,6 +325,7 @@ Suite *suite_protocol(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, matches_reference);
     tcase_add_test(tc, decision_rule_by_hand);
+    tcase_add_test(tc, streamed_matches_maps);
     tcase_add_test(tc, presets_follow_spec);
     suite_add_tcase(s, tc);
     return s;
