@@ -9,6 +9,8 @@
 #include "harness/labelmap.h"
 #include "harness/llm.h"
 #include "harness/metrics.h"
+#include "harness/nn.h"
+#include "harness/parallel.h"
 #include "harness/prompts.h"
 #include "harness/report.h"
 #include "harness/score.h"
@@ -22,6 +24,7 @@
 #include <stdarg.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -430,6 +433,254 @@ static int finished(const struct hx_xp *xp, struct point_state *s)
 
 /* ------------------------------------------------------------------ the run */
 
+/* ------------------------------------------------------------------ the image loop */
+
+/* The images of a group are split into contiguous ranges, one per worker thread; each worker
+ * keeps its own metrics per point, appended in range order at the end, so the results (the
+ * bootstrap included, which resamples by image order) do not depend on the thread count.
+ * Features missing from the cache are encoded first, one image at a time with every core on
+ * the model; the workers then read cached features (the cache serialises its HDF5 calls). */
+struct group {
+    const struct hx_xp *xp;
+    const struct hx_run_opts *o;
+    const struct hx_dataset *d;
+    const struct hx_xp_point *p0;
+    char **ids;
+    size_t nids;
+    struct point_state *st;
+    int nm, need_guide, workers;
+    struct model *mo;
+    struct hx_clip_view cv;
+    struct hx_featcache *fc;
+    struct hx_metrics **wm; /* [workers][nm] */
+    pthread_mutex_t lock;   /* the fields below, and the model */
+    struct progress *pr;
+    size_t done, encoded;
+    int rc;
+    char err[2048];
+};
+
+struct worker {
+    uint8_t *pred, *crf_rgb;
+    float *guide;
+    struct hx_crf *crf; /* the SimSeg CRF of the current image, shared by the points */
+    struct hx_dense_feats f;
+    struct hx_image im;
+    struct hx_labelmap lm;
+};
+
+static void worker_free(struct worker *w)
+{
+    free(w->pred), free(w->crf_rgb), free(w->guide);
+    hx_crf_free(w->crf);
+    hx_dense_feats_free(&w->f);
+    hx_image_free(&w->im);
+    hx_labelmap_free(&w->lm);
+}
+
+static int load_image(const struct group *g, const char *id, struct hx_image *im)
+{
+    char *img_path = NULL, *label_path = NULL;
+    int rc = hx_dataset_paths(g->d, g->p0->root, id, &img_path, &label_path, NULL);
+    free(label_path);
+    if (!rc)
+        rc = hx_image_load(im, img_path);
+    free(img_path);
+    return rc;
+}
+
+/* Encode one image's features and store them (the caller holds the model). */
+static int encode(struct group *g, const char *id, const struct hx_image *im,
+                  struct hx_dense_feats *f)
+{
+    int rc;
+    if ((rc = model_get(g->mo)))
+        return rc;
+    if (g->p0->simseg) {
+        const struct hx_simseg_config *sc = hx_simseg_cfg(g->mo->sm);
+        struct hx_dense_encoder enc = {g->mo->sm, sc->projection_dim, sc->patch_size,
+                                       hx_ssp_simseg_encode};
+        rc = hx_ssp_features(&enc, &g->p0->ssp, im, f);
+    } else {
+        g->cv.model = g->mo->m;
+        struct hx_dense_encoder enc = {&g->cv, hx_clip_cfg(g->mo->m)->projection_dim,
+                                       hx_clip_cfg(g->mo->m)->vision.patch_size,
+                                       hx_clip_encode_view};
+        rc = hx_dense_features(&enc, &g->p0->params, im, f);
+    }
+    if (!rc && !(rc = hx_featcache_put(g->fc, id, f)))
+        g->encoded++;
+    return rc;
+}
+
+static int encode_missing(struct group *g)
+{
+    struct hx_image im = {0};
+    struct hx_dense_feats f = {0};
+    int rc = 0;
+    for (size_t i = 0; i < g->nids && !rc; i++) {
+        if (hx_featcache_has(g->fc, g->ids[i]))
+            continue;
+        if (!(rc = load_image(g, g->ids[i], &im)))
+            rc = encode(g, g->ids[i], &im, &f);
+        hx_dense_feats_free(&f);
+        hx_image_free(&im);
+    }
+    return rc;
+}
+
+static int eval_image(struct group *g, int wi, size_t i, struct worker *w)
+{
+    const struct hx_xp_point *p0 = g->p0;
+    const char *id = g->ids[i];
+    int want_overlay = 0, rc;
+    for (int k = 0; k < g->nm; k++)
+        want_overlay |= !g->st[k].resumed && i < (size_t)g->st[k].p->overlays;
+    rc = hx_featcache_get(g->fc, id, &w->f);
+    if (rc && rc != HX_ENOTFOUND)
+        return rc;
+    /* SimSeg's CRF needs the image itself */
+    int need_image = rc == HX_ENOTFOUND || g->need_guide || want_overlay || p0->simseg;
+    if (need_image && (rc = load_image(g, id, &w->im)))
+        return rc;
+    if (!w->f.dense) { /* damaged or removed since the encoding pass: encode it again */
+        pthread_mutex_lock(&g->lock);
+        rc = encode(g, id, &w->im, &w->f);
+        pthread_mutex_unlock(&g->lock);
+        if (rc)
+            return rc;
+    }
+    if (p0->simseg) {
+        size_t n = (size_t)3 * p0->ssp.size * p0->ssp.size;
+        if (!w->crf_rgb && !(w->crf_rgb = hx_malloc(n, "CRF image")))
+            return HX_ENOMEM;
+        if ((rc = hx_ssp_crf_image(&p0->ssp, &w->im, w->crf_rgb)))
+            return rc;
+    }
+    if ((rc = hx_dataset_label(g->d, p0->root, id, &w->lm)))
+        return rc;
+    struct hx_labelmap *lm = &w->lm;
+    size_t npx = (size_t)lm->w * lm->h;
+    uint8_t *grown = realloc(w->pred, npx);
+    if (!grown)
+        return hx_err(HX_ENOMEM, "out of memory for a %dx%d prediction", lm->w, lm->h);
+    w->pred = grown;
+    if (g->need_guide) {
+        float *gd = realloc(w->guide, sizeof(float) * 3 * npx);
+        if (!gd)
+            return hx_err(HX_ENOMEM, "out of memory for a %dx%d PAMR guide", lm->w, lm->h);
+        w->guide = gd;
+        if ((rc = hx_dense_guide(&p0->params, &w->im, lm->h, lm->w, w->guide)))
+            return rc;
+    }
+    for (int k = 0; k < g->nm; k++) {
+        struct point_state *s = &g->st[k];
+        if (s->resumed)
+            continue;
+        if (s->p->simseg) /* one CRF (lattices) per image for all points */
+            rc = hx_ssp_predict_shared(&s->p->ssp, s->bank, &s->p->ens, &w->f, w->crf_rgb,
+                                       &w->crf, lm->h, lm->w, w->pred, NULL);
+        else
+            rc = hx_dense_predict(&s->p->params, &s->q, &w->f, w->guide, lm->h, lm->w, w->pred,
+                                  NULL);
+        if (rc || (rc = hx_metrics_add(g->wm[(size_t)wi * g->nm + k], w->pred, lm->px, npx)))
+            return rc;
+        if (s->p->save_predictions) {
+            char path[1600];
+            snprintf(path, sizeof path, "%s/pred", s->dir);
+            if ((rc = hx_mkdirs(path)))
+                return rc;
+            snprintf(path, sizeof path, "%s/pred/", s->dir);
+            size_t n = strlen(path);
+            for (const char *z = id; *z && n + 5 < sizeof path; z++)
+                path[n++] = *z == '/' ? '_' : *z;
+            snprintf(path + n, sizeof path - n, ".png");
+            if ((rc = hx_labelmap_write(path, w->pred, lm->w, lm->h)))
+                return rc;
+        }
+        if (i < (size_t)s->p->overlays && w->im.px) {
+            char path[1600];
+            snprintf(path, sizeof path, "%s/overlays", s->p->output);
+            if ((rc = hx_mkdirs(path)))
+                return rc;
+            snprintf(path, sizeof path, "%s/overlays/%03d-%s.png", s->p->output, s->p->index, id);
+            for (char *z = path + strlen(s->p->output) + 10; *z; z++)
+                if (*z == '/')
+                    *z = '_';
+            if ((rc = hx_report_overlay(path, &w->im, lm->px, w->pred, lm->w, lm->h)))
+                return rc;
+        }
+    }
+    hx_dense_feats_free(&w->f);
+    hx_labelmap_free(&w->lm);
+    hx_image_free(&w->im);
+    hx_crf_free(w->crf);
+    w->crf = NULL;
+    return 0;
+}
+
+static void eval_range(void *ctx, int w0, int w1)
+{
+    struct group *g = ctx;
+    for (int wi = w0; wi < w1; wi++) {
+        struct worker w = {0};
+        size_t a = g->nids * wi / g->workers, b = g->nids * (wi + 1) / g->workers;
+        for (size_t i = a; i < b; i++) {
+            pthread_mutex_lock(&g->lock);
+            int stop = g->rc != 0;
+            pthread_mutex_unlock(&g->lock);
+            if (stop)
+                break;
+            int rc = eval_image(g, wi, i, &w);
+            pthread_mutex_lock(&g->lock);
+            if (rc && !g->rc) { /* error messages are per thread: keep this one's */
+                g->rc = rc;
+                snprintf(g->err, sizeof g->err, "%s", hx_errmsg());
+            }
+            if (!rc)
+                progress(g->o, g->pr, ++g->done, g->nids);
+            pthread_mutex_unlock(&g->lock);
+            if (rc)
+                break;
+        }
+        worker_free(&w);
+    }
+}
+
+static int eval_images(struct group *g)
+{
+    int rc = 0, C = g->d->num_classes;
+    g->workers = hx_default_threads();
+    if ((size_t)g->workers > g->nids)
+        g->workers = g->nids ? (int)g->nids : 1;
+    g->wm = calloc((size_t)g->workers * g->nm, sizeof *g->wm);
+    if (!g->wm)
+        return hx_err(HX_ENOMEM, "out of memory for per-thread metrics");
+    for (int wi = 0; wi < g->workers && !rc; wi++)
+        for (int k = 0; k < g->nm && !rc; k++)
+            if (!g->st[k].resumed)
+                rc = hx_metrics_new(&g->wm[(size_t)wi * g->nm + k], C, g->d->ignore_index);
+    if (!rc) {
+        /* the cores go to the images: one BLAS thread per worker */
+        int blas = hx_get_threads();
+        if (g->workers > 1)
+            hx_set_threads(1);
+        hx_parallel_for(g->workers, g->workers, eval_range, g);
+        if (g->workers > 1)
+            hx_set_threads(blas);
+        if ((rc = g->rc))
+            hx_err(rc, "%s", g->err);
+    }
+    for (int wi = 0; wi < g->workers && !rc; wi++)
+        for (int k = 0; k < g->nm && !rc; k++)
+            if (!g->st[k].resumed)
+                rc = hx_metrics_append(g->st[k].metrics, g->wm[(size_t)wi * g->nm + k]);
+    for (size_t i = 0; i < (size_t)g->workers * g->nm; i++)
+        hx_metrics_free(g->wm[i]);
+    free(g->wm);
+    return rc;
+}
+
 static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *members, int nm,
                      struct progress *pr)
 {
@@ -450,12 +701,7 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
     struct point_state *st = calloc(nm, sizeof *st);
     struct hx_featcache fc;
     char fp[32], view[96], fpv[96];
-    uint8_t *pred = NULL, *crf_rgb = NULL;
-    struct hx_crf *crf = NULL; /* the SimSeg CRF of the current image, shared by the points */
-    float *guide = NULL;
-    struct hx_dense_feats f = {0};
-    struct hx_image im = {0};
-    struct hx_labelmap lm = {0};
+    size_t encoded = 0, evaluated = 0; /* for the features line */
     if (!st) {
         rc = HX_ENOMEM;
         goto done;
@@ -511,138 +757,29 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
     if (!active)
         goto done;
 
-    struct hx_clip_view cv = {NULL, HX_VANILLA};
-    hx_variant_parse(p0->variant, &cv.variant);
+    struct group g;
+    memset(&g, 0, sizeof g);
+    g.xp = xp, g.o = o, g.d = d, g.p0 = p0, g.ids = ids, g.nids = nids, g.st = st, g.nm = nm;
+    g.need_guide = need_guide, g.mo = &mo, g.fc = &fc;
+    g.cv.variant = HX_VANILLA;
+    hx_variant_parse(p0->variant, &g.cv.variant);
+    pthread_mutex_init(&g.lock, NULL);
+    g.pr = pr;
     pr->t0 = now();
     pr->last = 0;
-    for (size_t i = 0; i < nids; i++) {
-        const char *id = ids[i];
-        char *img_path = NULL, *label_path = NULL;
-        rc = hx_dataset_paths(d, p0->root, id, &img_path, &label_path, NULL);
-        free(label_path);
-        if (rc)
-            goto done;
-        int want_overlay = 0;
-        for (int k = 0; k < nm; k++)
-            want_overlay |= !st[k].resumed && st[k].overlays_done < st[k].p->overlays;
-        rc = hx_featcache_get(&fc, id, &f);
-        /* SimSeg's CRF needs the image itself */
-        int need_image = rc == HX_ENOTFOUND || need_guide || want_overlay || p0->simseg;
-        if (rc && rc != HX_ENOTFOUND) {
-            free(img_path);
-            goto done;
-        }
-        if (need_image && (rc = hx_image_load(&im, img_path))) {
-            free(img_path);
-            goto done;
-        }
-        free(img_path);
-        if (!f.dense && p0->simseg) { /* a cache miss: encode and store */
-            if ((rc = model_get(&mo)))
-                goto done;
-            const struct hx_simseg_config *sc = hx_simseg_cfg(mo.sm);
-            struct hx_dense_encoder enc = {mo.sm, sc->projection_dim, sc->patch_size,
-                                           hx_ssp_simseg_encode};
-            if ((rc = hx_ssp_features(&enc, &p0->ssp, &im, &f)) ||
-                (rc = hx_featcache_put(&fc, id, &f)))
-                goto done;
-        }
-        if (p0->simseg) {
-            size_t n = (size_t)3 * p0->ssp.size * p0->ssp.size;
-            if (!crf_rgb && !(crf_rgb = hx_malloc(n, "CRF image"))) {
-                rc = HX_ENOMEM;
-                goto done;
-            }
-            if ((rc = hx_ssp_crf_image(&p0->ssp, &im, crf_rgb)))
-                goto done;
-        }
-        if (!f.dense) { /* a cache miss: encode and store */
-            if ((rc = model_get(&mo)))
-                goto done;
-            cv.model = mo.m;
-            struct hx_dense_encoder enc = {&cv, hx_clip_cfg(mo.m)->projection_dim,
-                                           hx_clip_cfg(mo.m)->vision.patch_size,
-                                           hx_clip_encode_view};
-            if ((rc = hx_dense_features(&enc, &p0->params, &im, &f)) ||
-                (rc = hx_featcache_put(&fc, id, &f)))
-                goto done;
-        }
-        if ((rc = hx_dataset_label(d, p0->root, id, &lm)))
-            goto done;
-        size_t npx = (size_t)lm.w * lm.h;
-        uint8_t *grown = realloc(pred, npx);
-        if (!grown) {
-            rc = HX_ENOMEM;
-            goto done;
-        }
-        pred = grown;
-        if (need_guide) {
-            float *g = realloc(guide, sizeof(float) * 3 * npx);
-            if (!g) {
-                rc = HX_ENOMEM;
-                goto done;
-            }
-            guide = g;
-            if ((rc = hx_dense_guide(&p0->params, &im, lm.h, lm.w, guide)))
-                goto done;
-        }
-        for (int k = 0; k < nm; k++) {
-            struct point_state *s = &st[k];
-            if (s->resumed)
-                continue;
-            if (s->p->simseg) /* one CRF (lattices) per image for all points */
-                rc = hx_ssp_predict_shared(&s->p->ssp, s->bank, &s->p->ens, &f, crf_rgb, &crf,
-                                           lm.h, lm.w, pred, NULL);
-            else
-                rc = hx_dense_predict(&s->p->params, &s->q, &f, guide, lm.h, lm.w, pred, NULL);
-            if (rc || (rc = hx_metrics_add(s->metrics, pred, lm.px, npx)))
-                goto done;
-            if (s->p->save_predictions) {
-                char path[1600];
-                snprintf(path, sizeof path, "%s/pred", s->dir);
-                if ((rc = hx_mkdirs(path)))
-                    goto done;
-                snprintf(path, sizeof path, "%s/pred/", s->dir);
-                size_t k = strlen(path);
-                for (const char *z = id; *z && k + 5 < sizeof path; z++)
-                    path[k++] = *z == '/' ? '_' : *z;
-                snprintf(path + k, sizeof path - k, ".png");
-                if ((rc = hx_labelmap_write(path, pred, lm.w, lm.h)))
-                    goto done;
-            }
-            if (s->overlays_done < s->p->overlays && im.px) {
-                char path[1600];
-                snprintf(path, sizeof path, "%s/overlays", s->p->output);
-                if ((rc = hx_mkdirs(path)))
-                    goto done;
-                snprintf(path, sizeof path, "%s/overlays/%03d-%s.png", s->p->output, s->p->index,
-                         id);
-                for (char *z = path + strlen(s->p->output) + 10; *z; z++)
-                    if (*z == '/')
-                        *z = '_';
-                if ((rc = hx_report_overlay(path, &im, lm.px, pred, lm.w, lm.h)))
-                    goto done;
-                s->overlays_done++;
-            }
-        }
-        hx_dense_feats_free(&f);
-        hx_labelmap_free(&lm);
-        hx_image_free(&im);
-        hx_crf_free(crf);
-        crf = NULL;
-        progress(o, pr, i + 1, nids);
+    rc = encode_missing(&g);
+    if (!rc) {
+        pr->t0 = now();
+        rc = eval_images(&g);
     }
+    pthread_mutex_destroy(&g.lock);
+    encoded = g.encoded, evaluated = nids;
+    if (rc)
+        goto done;
     for (int k = 0; k < nm; k++)
         if (!st[k].resumed && (rc = write_point(xp, &st[k])))
             goto done;
 done:
-    hx_dense_feats_free(&f);
-    hx_labelmap_free(&lm);
-    hx_image_free(&im);
-    free(pred);
-    free(crf_rgb);
-    hx_crf_free(crf);
-    free(guide);
     for (int k = 0; st && k < nm; k++)
         point_state_free(&st[k]);
     free(st);
@@ -650,7 +787,7 @@ done:
     hx_simseg_free(mo.sm);
     hx_dataset_ids_free(ids, nall);
     if (!rc && !o->dry_run)
-        say(o, 1, "  features: %zu cached, %zu encoded%s\n", fc.hits, fc.misses,
+        say(o, 1, "  features: %zu cached, %zu encoded%s\n", evaluated - encoded, encoded,
             fc.corrupt ? " (damaged cache entries were recomputed)" : "");
     return rc;
 }

@@ -13,6 +13,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <pthread.h>
 
 #define FORMAT_VERSION 2 /* 2: the four-lane hx_hash64 */
 
@@ -186,7 +187,8 @@ static int write_dataset(hid_t file, const char *name, hid_t ftype, hid_t mtype,
     return e < 0 ? -1 : 0;
 }
 
-int hx_featcache_put(struct hx_featcache *c, const char *id, const struct hx_dense_feats *f)
+static int featcache_put_unlocked(struct hx_featcache *c, const char *id,
+                                  const struct hx_dense_feats *f)
 {
     char path[1400], tmp[1500];
     int rc = entry_path(c, id, path, sizeof path);
@@ -287,7 +289,8 @@ static int dense_shape(hid_t file, hsize_t dims[3], int *is_half)
     return ok ? 0 : -1;
 }
 
-int hx_featcache_get(struct hx_featcache *c, const char *id, struct hx_dense_feats *out)
+static int featcache_get_unlocked(struct hx_featcache *c, const char *id,
+                                  struct hx_dense_feats *out)
 {
     char path[1400];
     int rc = entry_path(c, id, path, sizeof path);
@@ -575,5 +578,25 @@ done:
         close(fd); /* releases the lock */
     free(ix.slot);
     text_table_free(&t);
+    return rc;
+}
+
+/* HDF5 (as Debian builds it) is not thread-safe: the image loop's workers share one cache,
+ * so every call into the library goes through this lock. */
+static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int hx_featcache_put(struct hx_featcache *c, const char *id, const struct hx_dense_feats *f)
+{
+    pthread_mutex_lock(&h5_lock);
+    int rc = featcache_put_unlocked(c, id, f);
+    pthread_mutex_unlock(&h5_lock);
+    return rc;
+}
+
+int hx_featcache_get(struct hx_featcache *c, const char *id, struct hx_dense_feats *out)
+{
+    pthread_mutex_lock(&h5_lock);
+    int rc = featcache_get_unlocked(c, id, out);
+    pthread_mutex_unlock(&h5_lock);
     return rc;
 }

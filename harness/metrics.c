@@ -83,6 +83,41 @@ static int reserve_entries(struct hx_metrics *m, size_t need)
     return 0;
 }
 
+int hx_metrics_append(struct hx_metrics *dst, const struct hx_metrics *src)
+{
+    if (dst->num_classes != src->num_classes || dst->ignore_index != src->ignore_index)
+        return hx_err(HX_EINVAL, "metrics: appending %d classes (ignore %d) to %d (ignore %d)",
+                      src->num_classes, src->ignore_index, dst->num_classes, dst->ignore_index);
+    if (dst->nimg + src->nimg + 1 > dst->cap_start) {
+        size_t ncap = next_cap(dst->cap_start, dst->nimg + src->nimg + 1);
+        size_t *np = realloc(dst->start, ncap * sizeof(size_t));
+        if (!np)
+            return hx_err(HX_ENOMEM, "out of memory growing the metric image index");
+        dst->start = np;
+        dst->cap_start = ncap;
+    }
+    int rc = reserve_entries(dst, dst->nent + src->nent);
+    if (rc)
+        return rc;
+    size_t e = dst->nent;
+    if (src->nent) { /* an empty src has no arrays yet */
+        memcpy(dst->cls + e, src->cls, src->nent * sizeof(int32_t));
+        memcpy(dst->ei + e, src->ei, src->nent * sizeof(int32_t));
+        memcpy(dst->ep + e, src->ep, src->nent * sizeof(int32_t));
+        memcpy(dst->el + e, src->el, src->nent * sizeof(int32_t));
+    }
+    for (size_t k = 1; k <= src->nimg; k++)
+        dst->start[dst->nimg + k] = e + src->start[k];
+    for (int c = 0; c < dst->num_classes; c++) {
+        dst->tot_i[c] += src->tot_i[c];
+        dst->tot_p[c] += src->tot_p[c];
+        dst->tot_l[c] += src->tot_l[c];
+    }
+    dst->nent += src->nent;
+    dst->nimg += src->nimg;
+    return 0;
+}
+
 int hx_metrics_add(struct hx_metrics *m, const uint8_t *pred, const uint8_t *label, size_t n)
 {
     const int C = m->num_classes;

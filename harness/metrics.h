@@ -31,6 +31,10 @@ void hx_metrics_free(struct hx_metrics *m);
 /* Add one image of n pixels: pred and label [n] (the same pixel order). */
 int hx_metrics_add(struct hx_metrics *m, const uint8_t *pred, const uint8_t *label, size_t n);
 
+/* Append src's images after dst's, in order, as if they had been added to dst one by one
+ * (parallel workers over contiguous ranges of images, merged in range order). */
+int hx_metrics_append(struct hx_metrics *dst, const struct hx_metrics *src);
+
 int hx_metrics_num_classes(const struct hx_metrics *m);
 size_t hx_metrics_num_images(const struct hx_metrics *m);
 

@@ -6,8 +6,14 @@
 
 #define MAX_THREADS 64
 
+/* Set while this thread runs a chunk: a parallel loop inside a chunk runs on its caller
+ * alone, so nested loops never oversubscribe the cores. */
+static _Thread_local int in_chunk;
+
 int hx_default_threads(void)
 {
+    if (in_chunk)
+        return 1;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     const char *env = getenv("HX_THREADS");
     if (env && atoi(env) > 0 && atoi(env) < n)
@@ -24,7 +30,10 @@ struct chunk {
 static void *run_chunk(void *arg)
 {
     struct chunk *c = arg;
+    int outer = in_chunk;
+    in_chunk = 1;
     c->fn(c->ctx, c->begin, c->end);
+    in_chunk = outer;
     return NULL;
 }
 
@@ -32,7 +41,7 @@ void hx_parallel_for(int n, int threads, void (*fn)(void *ctx, int begin, int en
 {
     if (n <= 0)
         return;
-    int t = threads > 0 ? threads : hx_default_threads();
+    int t = in_chunk ? 1 : threads > 0 ? threads : hx_default_threads();
     if (t > n)
         t = n;
     if (t > MAX_THREADS)

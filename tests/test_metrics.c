@@ -364,6 +364,57 @@ START_TEST(bootstrap_matches_naive)
 }
 END_TEST
 
+/* Metrics added in three contiguous parts and appended equal the metrics of one stream: the
+ * totals, every image's entries and the bootstrap interval (which resamples by image). */
+START_TEST(append_equals_one_stream)
+{
+    enum { N = 9, C = 6 };
+    struct img imgs[N];
+    struct hx_metrics *all, *part[3], *merged;
+    ck_assert_int_eq(hx_metrics_new(&all, C, 255), 0);
+    ck_assert_int_eq(hx_metrics_new(&merged, C, 255), 0);
+    for (int p = 0; p < 3; p++)
+        ck_assert_int_eq(hx_metrics_new(&part[p], C, 255), 0);
+    const int cut[4] = {0, 2, 2, N}; /* the middle part is empty */
+    for (int k = 0; k < N; k++) {
+        imgs[k] = random_img(150 + 7 * (size_t)k, C, 0);
+        ck_assert_int_eq(hx_metrics_add(all, imgs[k].pred, imgs[k].label, imgs[k].n), 0);
+        int p = k < cut[1] ? 0 : k < cut[2] ? 1 : 2;
+        ck_assert_int_eq(hx_metrics_add(part[p], imgs[k].pred, imgs[k].label, imgs[k].n), 0);
+    }
+    for (int p = 0; p < 3; p++)
+        ck_assert_int_eq(hx_metrics_append(merged, part[p]), 0);
+    ck_assert_uint_eq(hx_metrics_num_images(merged), N);
+    int64_t ia[C], pa[C], la[C], ib[C], pb[C], lb[C];
+    hx_metrics_totals(all, ia, pa, la);
+    hx_metrics_totals(merged, ib, pb, lb);
+    for (int c = 0; c < C; c++)
+        ck_assert(ia[c] == ib[c] && pa[c] == pb[c] && la[c] == lb[c]);
+    for (size_t k = 0; k < N; k++) {
+        const int32_t *c1, *i1, *p1, *l1, *c2, *i2, *p2, *l2;
+        size_t n1, n2;
+        hx_metrics_image(all, k, &c1, &i1, &p1, &l1, &n1);
+        hx_metrics_image(merged, k, &c2, &i2, &p2, &l2, &n2);
+        ck_assert_uint_eq(n1, n2);
+        for (size_t e = 0; e < n1; e++)
+            ck_assert(c1[e] == c2[e] && i1[e] == i2[e] && p1[e] == p2[e] && l1[e] == l2[e]);
+    }
+    double lo1, hi1, lo2, hi2;
+    ck_assert_int_eq(hx_metrics_bootstrap(all, 100, 5, 0.95, &lo1, &hi1), 0);
+    ck_assert_int_eq(hx_metrics_bootstrap(merged, 100, 5, 0.95, &lo2, &hi2), 0);
+    ck_assert(lo1 == lo2 && hi1 == hi2);
+    struct hx_metrics *other;
+    ck_assert_int_eq(hx_metrics_new(&other, C + 1, 255), 0);
+    ck_assert_int_eq(hx_metrics_append(merged, other), HX_EINVAL);
+    hx_metrics_free(other);
+    for (int k = 0; k < N; k++)
+        free(imgs[k].pred), free(imgs[k].label);
+    for (int p = 0; p < 3; p++)
+        hx_metrics_free(part[p]);
+    hx_metrics_free(all), hx_metrics_free(merged);
+}
+END_TEST
+
 START_TEST(rejects_bad_class_count)
 {
     struct hx_metrics *m;
@@ -384,6 +435,7 @@ Suite *suite_metrics(void)
     tcase_add_test(tc, all_ignore_images);
     tcase_add_test(tc, out_of_range_values);
     tcase_add_test(tc, bootstrap_matches_naive);
+    tcase_add_test(tc, append_equals_one_stream);
     tcase_add_test(tc, rejects_bad_class_count);
     suite_add_tcase(s, tc);
     return s;

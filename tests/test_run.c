@@ -138,8 +138,15 @@ START_TEST(sweep_end_to_end)
     ck_assert_msg(strstr(out, "| mIoU |") || strstr(out, "mIoU |"), "no table on stdout:\n%s", out);
     free(out);
 
-    /* second run: every feature from the cache, same numbers */
-    snprintf(cmd, sizeof cmd, "%s run %s > /dev/null 2> %s/err2.txt", hx_harness_bin(), cfg, dir);
+    /* second run: every feature from the cache, on one thread (the first ran one worker per
+     * core), same numbers: metrics files byte for byte, bootstrap interval included */
+    char *metrics1[4];
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/results/points/%03d/metrics.json", dir, i);
+        metrics1[i] = slurp(path);
+    }
+    snprintf(cmd, sizeof cmd, "HX_THREADS=1 %s run %s > /dev/null 2> %s/err2.txt",
+             hx_harness_bin(), cfg, dir);
     ck_assert_int_eq(system(cmd), 0);
     snprintf(path, sizeof path, "%s/err2.txt", dir);
     err = slurp(path);
@@ -152,6 +159,14 @@ START_TEST(sweep_end_to_end)
         ck_assert_double_eq_tol(
             cJSON_GetObjectItem(cJSON_GetArrayItem(pts, i), "mIoU")->valuedouble, miou[i], 1e-12);
     cJSON_Delete(sum);
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/results/points/%03d/metrics.json", dir, i);
+        char *m2 = slurp(path);
+        ck_assert_msg(strcmp(metrics1[i], m2) == 0, "point %d: metrics differ between 2 workers "
+                      "and 1:\n%s\n%s", i, metrics1[i], m2);
+        ck_assert_msg(strstr(m2, "ci"), "point %d: no bootstrap interval in\n%s", i, m2);
+        free(metrics1[i]), free(m2);
+    }
 
     /* --resume with everything finished computes nothing; --dry-run reports the cache */
     snprintf(cmd, sizeof cmd, "%s run %s --resume > /dev/null 2> %s/err3.txt", hx_harness_bin(), cfg, dir);

@@ -4,9 +4,11 @@
 #include "harness/featcache.h"
 #include "harness/metrics.h"
 #include "harness/nn.h"
+#include "harness/parallel.h"
 #include "harness/protocol.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,42 @@ static float frand(void)
 {
     rng_state = rng_state * 1664525u + 1013904223u;
     return (float)((rng_state >> 8) / 16777216.0 * 2 - 1);
+}
+
+struct sweep_job {
+    struct hx_featcache *fc;
+    const struct hx_dense_params *p;
+    const struct hx_queries *q;
+    int images, lh, lw;
+    const uint8_t *lbl;
+    struct hx_metrics **wm; /* [workers] */
+    int workers, rc;
+    char err[1024];
+    pthread_mutex_t lock;
+};
+
+static void sweep_range(void *ctx, int w0, int w1)
+{
+    struct sweep_job *j = ctx;
+    uint8_t *pred = malloc((size_t)j->lh * j->lw);
+    struct hx_dense_feats f = {0};
+    int rc = pred ? 0 : HX_ENOMEM;
+    for (int w = w0; w < w1 && !rc; w++)
+        for (int i = j->images * w / j->workers; i < j->images * (w + 1) / j->workers && !rc; i++) {
+            char id[32];
+            snprintf(id, sizeof id, "img%05d", i);
+            if (!(rc = hx_featcache_get(j->fc, id, &f)) &&
+                !(rc = hx_dense_predict(j->p, j->q, &f, NULL, j->lh, j->lw, pred, NULL)))
+                rc = hx_metrics_add(j->wm[w], pred, j->lbl, (size_t)j->lh * j->lw);
+            hx_dense_feats_free(&f);
+        }
+    pthread_mutex_lock(&j->lock);
+    if (rc && !j->rc) { /* the message is this thread's: hand it over */
+        j->rc = rc;
+        snprintf(j->err, sizeof j->err, "%s", hx_errmsg());
+    }
+    pthread_mutex_unlock(&j->lock);
+    free(pred);
 }
 
 static int run(int argc, char **argv)
@@ -73,12 +111,14 @@ static int run(int argc, char **argv)
     /* text bank: random unit members */
     int M = classes * members, *nsub = malloc(sizeof(int) * classes), *name_class = malloc(sizeof(int) * classes);
     float *emb = malloc(sizeof(float) * (size_t)M * dim);
-    uint8_t *pred = malloc((size_t)lh * lw), *lbl = malloc((size_t)lh * lw);
+    uint8_t *lbl = malloc((size_t)lh * lw);
     struct hx_text_bank *bank = NULL;
     struct hx_metrics *metrics = NULL;
     struct hx_dense_feats f = {0};
+    struct sweep_job job;
+    memset(&job, 0, sizeof job);
     code = 1;
-    if (!nsub || !name_class || !emb || !pred || !lbl)
+    if (!nsub || !name_class || !emb || !lbl)
         goto done;
     for (int c = 0; c < classes; c++)
         nsub[c] = members - 1, name_class[c] = c;
@@ -117,7 +157,7 @@ static int run(int argc, char **argv)
     if (written)
         fprintf(stderr, "bench-sweep: wrote %zu feature files to %s\n", written, fc.dir);
 
-    /* scoring GEMMs are small: the cores go to the protocol's own threads */
+    /* as `run` does: one BLAS thread, the cores go to workers over contiguous image ranges */
     hx_set_threads(1);
     double t0 = cli_seconds();
     for (int i = 0; i < images; i++) {
@@ -128,16 +168,25 @@ static int run(int argc, char **argv)
         hx_dense_feats_free(&f);
     }
     double read_s = cli_seconds() - t0;
-    t0 = cli_seconds();
-    for (int i = 0; i < images; i++) {
-        char id[32];
-        snprintf(id, sizeof id, "img%05d", i);
-        if ((rc = hx_featcache_get(&fc, id, &f)) ||
-            (rc = hx_dense_predict(&p, &q, &f, NULL, lh, lw, pred, NULL)) ||
-            (rc = hx_metrics_add(metrics, pred, lbl, (size_t)lh * lw)))
+    job.fc = &fc, job.p = &p, job.q = &q, job.images = images, job.lh = lh, job.lw = lw;
+    job.lbl = lbl, job.workers = hx_default_threads();
+    pthread_mutex_init(&job.lock, NULL);
+    if (job.workers > images)
+        job.workers = images;
+    if (!(job.wm = calloc(job.workers, sizeof *job.wm)))
+        goto done;
+    for (int w = 0; w < job.workers; w++)
+        if ((rc = hx_metrics_new(&job.wm[w], classes, 255)))
             goto fail;
-        hx_dense_feats_free(&f);
+    t0 = cli_seconds();
+    hx_parallel_for(job.workers, job.workers, sweep_range, &job);
+    if (job.rc) {
+        rc = hx_err(job.rc, "%s", job.err);
+        goto fail;
     }
+    for (int w = 0; w < job.workers; w++)
+        if ((rc = hx_metrics_append(metrics, job.wm[w])))
+            goto fail;
     double point_s = cli_seconds() - t0;
     printf("images=%d windows=%d tokens=%d dim=%d members=%d label=%dx%d rule=%s\n", images,
            windows, tokens, dim, M, lh, lw, hx_ens_rule_name(point.rule));
@@ -151,10 +200,13 @@ static int run(int argc, char **argv)
 fail:
     code = cli_fail(argv[0], rc);
 done:
+    for (int w = 0; job.wm && w < job.workers; w++)
+        hx_metrics_free(job.wm[w]);
+    free(job.wm);
     hx_dense_feats_free(&f);
     hx_text_bank_free(bank);
     hx_metrics_free(metrics);
-    free(nsub), free(name_class), free(emb), free(pred), free(lbl);
+    free(nsub), free(name_class), free(emb), free(lbl);
     return code;
 }
 
