@@ -406,8 +406,8 @@ struct stream_job {
     struct taps ox, oy;    /* view -> output */
     int N, H, W, out_h, out_w, rows; /* rows: output rows per parallel chunk */
     const uint8_t *redo;   /* second pass: rows holding a pixel to decide again, or NULL */
-    const uint8_t *best;   /* second pass: first-pass argmax classes [out_h * out_w] */
-    uint8_t *pred, *best_out;
+    uint8_t *best;         /* [out_h * out_w] first-pass argmax classes: written, then read */
+    uint8_t *pred;
     double *area;          /* [nchunks][C] first-pass argmax areas, or NULL */
     int rc;
 };
@@ -551,7 +551,7 @@ HX_CLONES static void stream_range(void *ctx, int c0, int c1)
             }
             if (!j->redo) {
                 memcpy(j->pred + at, b.lab, ow);
-                memcpy(j->best_out + at, b.bst, ow);
+                memcpy(j->best + at, b.bst, ow);
             } else {
                 /* only the pixels whose first-pass class lost its probability change */
                 for (int x = 0; x < ow; x++)
@@ -565,7 +565,7 @@ HX_CLONES static void stream_range(void *ctx, int c0, int c1)
 
 static int stream_predict(const struct hx_dense_params *p, const struct hx_queries *q,
                           const struct hx_dense_feats *f, const float *grid, const float *count,
-                          int N, int out_h, int out_w, uint8_t *pred)
+                          const size_t *goff, int N, int out_h, int out_w, uint8_t *pred)
 {
     int nw = f->nw, H = f->view_h, W = f->view_w, C = q->n_classes, rc = 0;
     int rows = 8, nchunks = (out_h + rows - 1) / rows; /* fixed: results never depend on threads */
@@ -573,7 +573,6 @@ static int stream_predict(const struct hx_dense_params *p, const struct hx_queri
     for (int w = 0; w < nw; w++)
         ntaps += (size_t)(f->win[w].x2 - f->win[w].x1) + (f->win[w].y2 - f->win[w].y1);
     struct taps *wt = hx_calloc((size_t)2 * nw, sizeof *wt, "window taps");
-    size_t *goff = hx_malloc(sizeof(size_t) * nw, "window offsets");
     int *idx = hx_malloc(sizeof(int) * 2 * ntaps, "resize taps");
     float *wgt = hx_malloc(sizeof(float) * 2 * ntaps, "resize weights");
     float *keep = hx_malloc(sizeof(float) * C, "class mask");
@@ -582,7 +581,7 @@ static int stream_predict(const struct hx_dense_params *p, const struct hx_queri
     uint8_t *redo = hx_calloc(out_h, 1, "rows to decide again");
     float *rcp = hx_malloc(sizeof(float) * H * W, "window count reciprocals");
     uint8_t *pow2 = hx_malloc(H, "power-of-two rows");
-    if (!wt || !goff || !idx || !wgt || !keep || !area || !best || !redo || !rcp || !pow2) {
+    if (!wt || !idx || !wgt || !keep || !area || !best || !redo || !rcp || !pow2) {
         rc = HX_ENOMEM;
         goto done;
     }
@@ -604,16 +603,12 @@ static int stream_predict(const struct hx_dense_params *p, const struct hx_queri
         hx_linear_taps((in), (out), 0, (t)->i0, (t)->i1, (t)->l0, (t)->l1);                    \
         ip += 2 * (size_t)(out), wp += 2 * (size_t)(out);                                      \
     } while (0)
-    size_t off = 0;
     for (int w = 0; w < nw; w++) {
-        int gh = f->grid[2 * w], gw = f->grid[2 * w + 1];
-        TAPS(&wt[w], gw, f->win[w].x2 - f->win[w].x1);
-        TAPS(&wt[nw + w], gh, f->win[w].y2 - f->win[w].y1);
-        goff[w] = off;
-        off += (size_t)N * gh * gw;
+        TAPS(&wt[w], f->grid[2 * w + 1], f->win[w].x2 - f->win[w].x1);
+        TAPS(&wt[nw + w], f->grid[2 * w], f->win[w].y2 - f->win[w].y1);
     }
     struct stream_job j = {{p, q, keep}, f, grid, count, rcp, pow2, goff, wt, wt + nw, {0}, {0},
-                           N, H, W, out_h, out_w, rows, NULL, best, pred, best, area, 0};
+                           N, H, W, out_h, out_w, rows, NULL, best, pred, area, 0};
     TAPS(&j.ox, W, out_w);
     TAPS(&j.oy, H, out_h);
 #undef TAPS
@@ -640,7 +635,7 @@ static int stream_predict(const struct hx_dense_params *p, const struct hx_queri
         rc = j.rc;
     }
 done:
-    free(wt), free(goff), free(idx), free(wgt), free(keep), free(area), free(best), free(redo);
+    free(wt), free(idx), free(wgt), free(keep), free(area), free(best), free(redo);
     free(rcp), free(pow2);
     return rc;
 }
@@ -788,7 +783,7 @@ int hx_dense_predict(const struct hx_dense_params *p, const struct hx_queries *q
             goto done;
         }
     if (!probs && p->pamr.iters <= 0) {
-        rc = stream_predict(p, q, f, grid, count, N, out_h, out_w, pred);
+        rc = stream_predict(p, q, f, grid, count, goff, N, out_h, out_w, pred);
         goto done;
     }
     if (!(maps = hx_malloc(sizeof(float) * N * n, "name score maps"))) {
