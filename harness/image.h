@@ -57,6 +57,19 @@ int hx_resize_bilinear_add(const float *src, int c, int h, int w, float *dst, in
  * to each source row, then combines two such rows with the y taps. */
 void hx_linear_taps(int in, int out, int align_corners, int *i0, int *i1, float *l0, float *l1);
 
+/* Those taps prepared once and applied to many rows of `in` samples. hx_lerp_row computes
+ * each output with the same float operations as hx_lerp_row_ref (the plain loop), bit for bit,
+ * with vector permutes instead of gathers where the CPU has them. */
+struct hx_lerp {
+    int in, out;
+    int *i0, *i1;
+    float *l0, *l1;
+};
+int hx_lerp_init(struct hx_lerp *t, int in, int out, int align_corners);
+void hx_lerp_free(struct hx_lerp *t);
+void hx_lerp_row(const struct hx_lerp *t, const float *in, float *out);
+void hx_lerp_row_ref(const struct hx_lerp *t, const float *in, float *out);
+
 int hx_resize_nearest(const float *src, int c, int h, int w, float *dst, int oh, int ow);
 
 /* PIL Image.resize on 8-bit interleaved images (channels 1..4), bit-exact with Pillow 9:

@@ -57,43 +57,18 @@ HX_CLONES void hx_layernorm(const float *x, int n, int d, const float *gamma, co
     }
 }
 
-/* exp(x) for float, vectorisable: n = round(x log2 e), r = x - n ln 2 (two-part constant),
- * e^r by a degree-6 Taylor/minimax polynomial on |r| <= ln2/2, scaled by 2^n through the
- * exponent bits. Max relative error 2e-7 over [-87, 88]; below -87.3 (and -INFINITY) gives
- * exactly 0; above 88.3 it saturates at e^88.3 (finite). */
-static inline float fast_expf(float x)
-{
-    float xc = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
-    /* round to nearest through the 2^23 + 2^22 shifter: vectorises, unlike roundf */
-    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = xc - n * 0.693145751953125f - n * 1.428606765330187e-06f;
-    float p = 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union {
-        int32_t i;
-        float f;
-    } scale = {.i = ((int32_t)n + 127) << 23};
-    float e = p * scale.f;
-    return x < -87.3f ? 0.0f : e;
-}
-
-float hx_expf(float x) { return fast_expf(x); }
+float hx_expf(float x) { return hx_fast_expf(x); }
 
 HX_CLONES void hx_exp_inplace(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = fast_expf(x[i]);
+        x[i] = hx_fast_expf(x[i]);
 }
 
 HX_CLONES void hx_quick_gelu(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        x[i] = x[i] / (1.0f + fast_expf(-1.702f * x[i]));
+        x[i] = x[i] / (1.0f + hx_fast_expf(-1.702f * x[i]));
 }
 
 void hx_gelu_erf(float *x, size_t n)
@@ -131,7 +106,7 @@ HX_CLONES void hx_softmax_rows(float *x, int rows, int cols)
         for (int l = 0; l < LANES; l++)
             m = mx[l] > m ? mx[l] : m;
         for (int j = 0; j < cols; j++)
-            xr[j] = fast_expf(xr[j] - m);
+            xr[j] = hx_fast_expf(xr[j] - m);
         for (int j = 0; j < body; j += LANES)
             for (int l = 0; l < LANES; l++)
                 sum[l] += xr[j + l];

@@ -11,6 +11,7 @@
 #define HX_NN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* y[n, out] = x[n, in] @ W[out, in]^T + b[out] (b may be NULL). x and y must not overlap. */
 void hx_linear(const float *x, int n, int in, const float *W, const float *b, int out, float *y);
@@ -28,8 +29,34 @@ void hx_quick_gelu(float *x, size_t n); /* x * sigmoid(1.702 x) */
 void hx_gelu_erf(float *x, size_t n);   /* 0.5 x (1 + erf(x / sqrt 2)) */
 void hx_gelu_tanh(float *x, size_t n);  /* 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) */
 
-/* exp(x) to 2e-7 relative error, vectorisable; exactly 0 below -87.3 (and for -INFINITY). */
+/* exp(x) to 2e-7 relative error, vectorisable; exactly 0 below -87.3 (and for -INFINITY).
+ * hx_fast_expf is the same function inline, for loops that fuse it with other work. */
 float hx_expf(float x);
+/* n = round(x log2 e), r = x - n ln 2 (two-part constant),
+ * e^r by a degree-6 Taylor/minimax polynomial on |r| <= ln2/2, scaled by 2^n through the
+ * exponent bits. Max relative error 2e-7 over [-87, 88]; below -87.3 (and -INFINITY) gives
+ * exactly 0; above 88.3 it saturates at e^88.3 (finite). */
+static inline float hx_fast_expf(float x)
+{
+    float xc = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+    /* round to nearest through the 2^23 + 2^22 shifter: vectorises, unlike roundf */
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = xc - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+    float p = 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } scale = {.i = ((int32_t)n + 127) << 23};
+    float e = p * scale.f;
+    return x < -87.3f ? 0.0f : e;
+}
+
 /* x[i] = hx_expf(x[i]), vectorised. */
 void hx_exp_inplace(float *x, size_t n);
 

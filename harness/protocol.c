@@ -25,22 +25,32 @@ struct decider {
     const struct hx_dense_params *p;
     const struct hx_queries *q;
     const float *keep; /* [C]: 1, or 0 for a class the area threshold removed */
+    int identity;      /* name k is class k, for every class: a class's value is its name's */
 };
 
+static struct decider decider_make(const struct hx_dense_params *p, const struct hx_queries *q,
+                                   const float *keep)
+{
+    struct decider d = {p, q, keep, q->bank->n_classes == q->n_classes};
+    for (int k = 0; k < q->n_classes && d.identity; k++)
+        d.identity = q->name_class[k] == k;
+    return d;
+}
+
 struct decide_buf {
-    float *cls, *m, *z, *e, *bv; /* [C, DB], then [DB] each */
+    float *cls, *m, *z, *bv; /* [C, DB], then [DB] each */
     int *bi;
 };
 
 static int decide_buf_init(struct decide_buf *b, int C)
 {
-    b->cls = malloc(sizeof(float) * ((size_t)C + 4) * DB);
+    b->cls = malloc(sizeof(float) * ((size_t)C + 3) * DB);
     b->bi = malloc(sizeof(int) * DB);
     if (!b->cls || !b->bi) {
         free(b->cls), free(b->bi);
         return HX_ENOMEM;
     }
-    b->m = b->cls + (size_t)C * DB, b->z = b->m + DB, b->e = b->z + DB, b->bv = b->e + DB;
+    b->m = b->cls + (size_t)C * DB, b->z = b->m + DB, b->bv = b->z + DB;
     return 0;
 }
 
@@ -57,8 +67,7 @@ HX_CLONES static void decide_block(const struct decider *d, struct decide_buf *b
     const struct hx_dense_params *p = d->p;
     const struct hx_queries *q = d->q;
     int N = q->bank->n_classes, C = q->n_classes;
-    float scale = p->logit_scale, *cls = buf->cls, *m = buf->m, *z = buf->z, *e = buf->e;
-    float *bv = buf->bv;
+    float scale = p->logit_scale, *cls = buf->cls, *m = buf->m, *z = buf->z, *bv = buf->bv;
     int *bi = buf->bi;
     if (p->argmax_cos) {
         for (int j = 0; j < C * DB; j++)
@@ -69,45 +78,60 @@ HX_CLONES static void decide_block(const struct decider *d, struct decide_buf *b
             for (int j = 0; j < nb; j++)
                 cc[j] = sk[j] > cc[j] ? sk[j] : cc[j];
         }
+        for (int j = 0; j < nb; j++)
+            z[j] = 1; /* v * 1 == v: the argmax below then reads the cosines as they are */
     } else {
-        /* softmax(scale * s) over names; a class takes its names' largest probability */
+        /* softmax(scale * s) over names; a class takes its names' largest probability, i.e.
+         * max(0, e) over its names times 1 / z */
         for (int j = 0; j < nb; j++)
             m[j] = -INFINITY, z[j] = 0;
-        for (int j = 0; j < C * DB; j++)
-            cls[j] = 0;
+        if (!d->identity)
+            for (int j = 0; j < C * DB; j++)
+                cls[j] = 0;
         for (int k = 0; k < N; k++) {
             const float *sk = s + (size_t)k * stride;
             for (int j = 0; j < nb; j++)
                 m[j] = sk[j] > m[j] ? sk[j] : m[j];
         }
+        for (int j = 0; j < nb; j++)
+            m[j] = scale * m[j];
         for (int k = 0; k < N; k++) {
             const float *sk = s + (size_t)k * stride;
             float *cc = cls + (size_t)q->name_class[k] * DB;
-            for (int j = 0; j < nb; j++)
-                e[j] = scale * sk[j] - scale * m[j];
-            hx_exp_inplace(e, (size_t)nb);
-            for (int j = 0; j < nb; j++) {
-                z[j] += e[j];
-                cc[j] = e[j] > cc[j] ? e[j] : cc[j];
-            }
+            if (d->identity)
+                for (int j = 0; j < nb; j++) {
+                    float e = hx_fast_expf(scale * sk[j] - m[j]);
+                    z[j] += e;
+                    cc[j] = e > 0 ? e : 0;
+                }
+            else
+                for (int j = 0; j < nb; j++) {
+                    float e = hx_fast_expf(scale * sk[j] - m[j]);
+                    z[j] += e;
+                    cc[j] = e > cc[j] ? e : cc[j];
+                }
         }
         for (int j = 0; j < nb; j++)
             z[j] = 1.0f / z[j];
-        for (int c = 0; c < C; c++)
-            for (int j = 0; j < nb; j++)
-                cls[(size_t)c * DB + j] *= z[j];
     }
-    /* argmax over classes, vectorised across the block's pixels */
+    /* the class values (cls * z) * keep, their argmax vectorised across the block's pixels */
     for (int j = 0; j < nb; j++)
-        bv[j] = cls[j] * d->keep[0], bi[j] = 0;
+        bv[j] = cls[j] * z[j] * d->keep[0], bi[j] = 0;
+    if (probs)
+        for (int j = 0; j < nb; j++)
+            probs[j] = bv[j];
     for (int c = 1; c < C; c++) {
         const float *cc = cls + (size_t)c * DB, kc = d->keep[c];
+        float *pc = probs ? probs + (size_t)c * pstride : NULL;
         for (int j = 0; j < nb; j++) {
-            float v = cc[j] * kc;
+            float v = cc[j] * z[j] * kc;
             int gt = v > bv[j];
             bv[j] = gt ? v : bv[j];
             bi[j] = gt ? c : bi[j];
         }
+        if (pc)
+            for (int j = 0; j < nb; j++)
+                pc[j] = cc[j] * z[j] * kc;
     }
     for (int j = 0; j < nb; j++) {
         int b = bi[j];
@@ -117,10 +141,6 @@ HX_CLONES static void decide_block(const struct decider *d, struct decide_buf *b
             best[j] = (uint8_t)b;
         pred[j] = (uint8_t)(!p->argmax_cos && bv[j] < p->prob_thd ? 0 : b);
     }
-    if (probs)
-        for (int c = 0; c < C; c++)
-            for (int j = 0; j < nb; j++)
-                probs[(size_t)c * pstride + j] = cls[(size_t)c * DB + j] * d->keep[c];
 }
 
 /* The area threshold (SCLIP): a foreground class whose argmax area is at most area_thd x the
@@ -185,7 +205,7 @@ int hx_dense_decide(const struct hx_dense_params *p, const struct hx_queries *q,
     }
     for (int c = 0; c < C; c++)
         keep[c] = 1;
-    struct decide_job jb = {{p, q, keep}, scores, n, chunk, 0, area, pred, probs};
+    struct decide_job jb = {decider_make(p, q, keep), scores, n, chunk, 0, area, pred, probs};
     /* threads only pay off on large maps (spawning costs tens of microseconds) */
     int threads = (size_t)n * q->bank->n_classes >= (1u << 20) ? 0 : 1;
     hx_parallel_for(nchunks, threads, decide_range, &jb);
@@ -389,11 +409,6 @@ HX_CLONES static void maps_range(void *ctx, int k0, int k1)
  * cache. Every value is computed by the same float operations, in the same order, as the
  * map-by-map path (window resize-and-add, division by the count, resize to the output), so
  * the labels are identical. */
-struct taps {
-    int *i0, *i1;
-    float *l0, *l1;
-};
-
 struct stream_job {
     struct decider d;
     const struct hx_dense_feats *f;
@@ -402,8 +417,8 @@ struct stream_job {
     const float *rcp;      /* [H, W]: 1 / count */
     const uint8_t *pow2;   /* [H]: every count of the row is a power of two, so x * rcp == x / count */
     const size_t *goff;    /* [nw]: offset of each window's block in grid */
-    struct taps *wx, *wy;  /* [nw]: window taps along x (gw -> width) and y (gh -> height) */
-    struct taps ox, oy;    /* view -> output */
+    struct hx_lerp *wx, *wy; /* [nw]: window taps along x (gw -> width) and y (gh -> height) */
+    struct hx_lerp ox, oy;   /* view -> output */
     int N, H, W, out_h, out_w, rows; /* rows: output rows per parallel chunk */
     const uint8_t *redo;   /* second pass: rows holding a pixel to decide again, or NULL */
     uint8_t *best;         /* [out_h * out_w] first-pass argmax classes: written, then read */
@@ -425,15 +440,6 @@ struct stream_buf {
     struct decide_buf db;
 };
 
-/* out[x] = in[i0[x]] * l0[x] + in[i1[x]] * l1[x]: one row interpolated along x */
-static inline void lerp_gather(float *restrict out, const float *restrict in,
-                               const int *restrict i0, const int *restrict i1,
-                               const float *restrict l0, const float *restrict l1, int n)
-{
-    for (int x = 0; x < n; x++)
-        out[x] = in[i0[x]] * l0[x] + in[i1[x]] * l1[x];
-}
-
 HX_CLONES static const float *window_row(const struct stream_job *j, struct stream_buf *b,
                                          int w, int k, int gy, int wmax)
 {
@@ -441,10 +447,8 @@ HX_CLONES static const float *window_row(const struct stream_job *j, struct stre
     size_t slot = ((size_t)w * j->N + k) * 2 + (gy & 1);
     float *t = b->wrow + slot * wmax;
     if (b->whave[slot] != gy) {
-        int gh = f->grid[2 * w], gw = f->grid[2 * w + 1], ow = f->win[w].x2 - f->win[w].x1;
-        const float *r = j->grid + j->goff[w] + ((size_t)k * gh + gy) * gw;
-        const struct taps *x = &j->wx[w];
-        lerp_gather(t, r, x->i0, x->i1, x->l0, x->l1, ow);
+        int gh = f->grid[2 * w], gw = f->grid[2 * w + 1];
+        hx_lerp_row(&j->wx[w], j->grid + j->goff[w] + ((size_t)k * gh + gy) * gw, t);
         b->whave[slot] = gy;
     }
     return t;
@@ -465,7 +469,7 @@ HX_CLONES static const float *output_row(const struct stream_job *j, struct stre
         if (y < win->y1 || y >= win->y2)
             continue;
         int yy = y - win->y1, ow = win->x2 - win->x1;
-        const struct taps *ty = &j->wy[w];
+        const struct hx_lerp *ty = &j->wy[w];
         const float *t0 = window_row(j, b, w, k, ty->i0[yy], wmax);
         const float *t1 = window_row(j, b, w, k, ty->i1[yy], wmax);
         float wy0 = ty->l0[yy], wy1 = ty->l1[yy], *o = v + win->x1;
@@ -481,7 +485,7 @@ HX_CLONES static const float *output_row(const struct stream_job *j, struct stre
         for (int x = 0; x < j->W; x++)
             v[x] /= cnt[x];
     }
-    lerp_gather(t, v, j->ox.i0, j->ox.i1, j->ox.l0, j->ox.l1, j->out_w);
+    hx_lerp_row(&j->ox, v, t);
     b->ohave[slot] = y;
     return t;
 }
@@ -563,55 +567,50 @@ HX_CLONES static void stream_range(void *ctx, int c0, int c1)
     stream_buf_free(&b);
 }
 
+/* rcp = 1 / count, and per row whether every count is a power of two (then x * rcp is exactly
+ * x / count). Counts are >= 1, so normal floats. */
+HX_CLONES static void count_reciprocals(const float *count, int H, int W, float *rcp,
+                                        uint8_t *pow2)
+{
+    for (int y = 0; y < H; y++) {
+        const float *c = count + (size_t)y * W;
+        float *r = rcp + (size_t)y * W;
+        uint32_t mant = 0;
+        for (int x = 0; x < W; x++) {
+            uint32_t bits;
+            memcpy(&bits, &c[x], 4);
+            mant |= bits & 0x7fffffu;
+            r[x] = 1.0f / c[x];
+        }
+        pow2[y] = mant == 0;
+    }
+}
+
 static int stream_predict(const struct hx_dense_params *p, const struct hx_queries *q,
                           const struct hx_dense_feats *f, const float *grid, const float *count,
                           const size_t *goff, int N, int out_h, int out_w, uint8_t *pred)
 {
     int nw = f->nw, H = f->view_h, W = f->view_w, C = q->n_classes, rc = 0;
     int rows = 8, nchunks = (out_h + rows - 1) / rows; /* fixed: results never depend on threads */
-    size_t ntaps = 2 * ((size_t)W + H + out_w + out_h);
-    for (int w = 0; w < nw; w++)
-        ntaps += (size_t)(f->win[w].x2 - f->win[w].x1) + (f->win[w].y2 - f->win[w].y1);
-    struct taps *wt = hx_calloc((size_t)2 * nw, sizeof *wt, "window taps");
-    int *idx = hx_malloc(sizeof(int) * 2 * ntaps, "resize taps");
-    float *wgt = hx_malloc(sizeof(float) * 2 * ntaps, "resize weights");
+    struct hx_lerp *wt = hx_calloc((size_t)2 * nw, sizeof *wt, "window taps");
     float *keep = hx_malloc(sizeof(float) * C, "class mask");
     double *area = hx_calloc((size_t)nchunks * C, sizeof(double), "class areas");
     uint8_t *best = hx_malloc((size_t)out_h * out_w, "first-pass classes");
     uint8_t *redo = hx_calloc(out_h, 1, "rows to decide again");
     float *rcp = hx_malloc(sizeof(float) * H * W, "window count reciprocals");
     uint8_t *pow2 = hx_malloc(H, "power-of-two rows");
-    if (!wt || !idx || !wgt || !keep || !area || !best || !redo || !rcp || !pow2) {
+    struct stream_job j = {decider_make(p, q, keep), f, grid, count, rcp, pow2, goff, wt, wt + nw, {0}, {0},
+                           N, H, W, out_h, out_w, rows, NULL, best, pred, area, 0};
+    if (!wt || !keep || !area || !best || !redo || !rcp || !pow2) {
         rc = HX_ENOMEM;
         goto done;
     }
-    for (int y = 0; y < H; y++) {
-        pow2[y] = 1;
-        for (int x = 0; x < W; x++) {
-            float c = count[(size_t)y * W + x];
-            uint32_t bits;
-            memcpy(&bits, &c, 4);
-            rcp[(size_t)y * W + x] = 1.0f / c;
-            pow2[y] &= (bits & 0x7fffffu) == 0; /* counts are >= 1: normal floats */
-        }
-    }
-    int *ip = idx;
-    float *wp = wgt;
-#define TAPS(t, in, out)                                                                       \
-    do {                                                                                       \
-        (t)->i0 = ip, (t)->i1 = ip + (out), (t)->l0 = wp, (t)->l1 = wp + (out);                \
-        hx_linear_taps((in), (out), 0, (t)->i0, (t)->i1, (t)->l0, (t)->l1);                    \
-        ip += 2 * (size_t)(out), wp += 2 * (size_t)(out);                                      \
-    } while (0)
-    for (int w = 0; w < nw; w++) {
-        TAPS(&wt[w], f->grid[2 * w + 1], f->win[w].x2 - f->win[w].x1);
-        TAPS(&wt[nw + w], f->grid[2 * w], f->win[w].y2 - f->win[w].y1);
-    }
-    struct stream_job j = {{p, q, keep}, f, grid, count, rcp, pow2, goff, wt, wt + nw, {0}, {0},
-                           N, H, W, out_h, out_w, rows, NULL, best, pred, area, 0};
-    TAPS(&j.ox, W, out_w);
-    TAPS(&j.oy, H, out_h);
-#undef TAPS
+    for (int w = 0; w < nw && !rc; w++)
+        if (!(rc = hx_lerp_init(&wt[w], f->grid[2 * w + 1], f->win[w].x2 - f->win[w].x1, 0)))
+            rc = hx_lerp_init(&wt[nw + w], f->grid[2 * w], f->win[w].y2 - f->win[w].y1, 0);
+    if (rc || (rc = hx_lerp_init(&j.ox, W, out_w, 0)) || (rc = hx_lerp_init(&j.oy, H, out_h, 0)))
+        goto done;
+    count_reciprocals(count, H, W, rcp, pow2);
     for (int c = 0; c < C; c++)
         keep[c] = 1;
     int threads = (size_t)N * out_h * out_w >= (1u << 20) ? 0 : 1;
@@ -635,8 +634,10 @@ static int stream_predict(const struct hx_dense_params *p, const struct hx_queri
         rc = j.rc;
     }
 done:
-    free(wt), free(idx), free(wgt), free(keep), free(area), free(best), free(redo);
-    free(rcp), free(pow2);
+    for (int w = 0; wt && w < 2 * nw; w++)
+        hx_lerp_free(&wt[w]);
+    hx_lerp_free(&j.ox), hx_lerp_free(&j.oy);
+    free(wt), free(keep), free(area), free(best), free(redo), free(rcp), free(pow2);
     return rc;
 }
 

@@ -630,6 +630,43 @@ START_TEST(bilinear_add_matches_resize_then_add)
 }
 END_TEST
 
+/* The vectorised row resize gives the plain loop's values bit for bit, for up- and
+ * downsampling, blocks whose sources span more than one permute (strong downsampling), rows
+ * ending mid-block, and inputs exactly as long as the row (no read past its end). */
+START_TEST(lerp_row_matches_plain_loop)
+{
+    const int ins[] = {1, 2, 5, 16, 21, 31, 32, 33, 47, 100, 784};
+    const int outs[] = {1, 3, 15, 16, 17, 33, 336, 500, 1000};
+    uint32_t r = 1;
+    for (size_t a = 0; a < sizeof ins / sizeof *ins; a++)
+        for (size_t b = 0; b < sizeof outs / sizeof *outs; b++)
+            for (int ac = 0; ac < 2; ac++) {
+                int n = ins[a], m = outs[b];
+                struct hx_lerp t;
+                ck_assert_int_eq(hx_lerp_init(&t, n, m, ac), 0);
+                float *in = malloc(sizeof(float) * n), *x = malloc(sizeof(float) * m);
+                float *y = malloc(sizeof(float) * m);
+                for (int i = 0; i < n; i++) {
+                    r = r * 1664525u + 1013904223u;
+                    in[i] = ((float)(r >> 8) / 16777216.0f - 0.5f) * (float)(1 << (r & 7));
+                }
+                hx_lerp_row(&t, in, x);
+                hx_lerp_row_ref(&t, in, y);
+                for (int o = 0; o < m; o++) {
+                    float want = in[t.i0[o]] * t.l0[o] + in[t.i1[o]] * t.l1[o];
+                    ck_assert_msg(memcmp(&x[o], &y[o], 4) == 0 && y[o] == want,
+                                  "%d -> %d (align %d), output %d: %a, plain %a", n, m, ac, o,
+                                  x[o], y[o]);
+                }
+                free(in), free(x), free(y);
+                hx_lerp_free(&t);
+            }
+    struct hx_lerp t;
+    ck_assert_int_eq(hx_lerp_init(&t, 0, 4, 0), HX_EINVAL);
+    ck_assert_ptr_null(t.i0);
+}
+END_TEST
+
 Suite *suite_image(void)
 {
     Suite *s = suite_create("image");
@@ -649,6 +686,7 @@ Suite *suite_image(void)
     tcase_add_test(tr, nearest_indices_match_reference);
     tcase_add_test(tr, resizes_reject_bad_sizes);
     tcase_add_test(tr, bilinear_add_matches_resize_then_add);
+    tcase_add_test(tr, lerp_row_matches_plain_loop);
     suite_add_tcase(s, tr);
     return s;
 }
