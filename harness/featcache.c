@@ -259,7 +259,11 @@ done:
 static int read_dataset(hid_t file, const char *name, hid_t mtype, int rank, const hsize_t *want,
                         void *out)
 {
-    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+    /* no chunk cache: each whole chunk is read straight into `out`, not copied through it */
+    hid_t pl = H5Pcreate(H5P_DATASET_ACCESS);
+    H5Pset_chunk_cache(pl, H5D_CHUNK_CACHE_NSLOTS_DEFAULT, 0, H5D_CHUNK_CACHE_W0_DEFAULT);
+    hid_t d = H5Dopen2(file, name, pl);
+    H5Pclose(pl);
     if (d < 0)
         return -1;
     hid_t sp = H5Dget_space(d);

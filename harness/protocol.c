@@ -19,7 +19,7 @@ const float hx_clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
 /* Pixels are decided in blocks of DB so that every pass is a contiguous, vectorisable loop
  * over the block: the max over names, one exp per name and pixel, the sum, the per-class max. */
-#define DB 256
+#define DB 128
 
 struct decider {
     const struct hx_dense_params *p;
@@ -133,14 +133,15 @@ HX_CLONES static void decide_block(const struct decider *d, struct decide_buf *b
             for (int j = 0; j < nb; j++)
                 pc[j] = cc[j] * z[j] * kc;
     }
-    for (int j = 0; j < nb; j++) {
-        int b = bi[j];
-        if (area)
-            area[b] += 1;
-        if (best)
-            best[j] = (uint8_t)b;
-        pred[j] = (uint8_t)(!p->argmax_cos && bv[j] < p->prob_thd ? 0 : b);
-    }
+    if (area)
+        for (int j = 0; j < nb; j++)
+            area[bi[j]] += 1;
+    if (best)
+        for (int j = 0; j < nb; j++)
+            best[j] = (uint8_t)bi[j];
+    float thd = p->argmax_cos ? -INFINITY : p->prob_thd;
+    for (int j = 0; j < nb; j++)
+        pred[j] = (uint8_t)(bv[j] < thd ? 0 : bi[j]);
 }
 
 /* The area threshold (SCLIP): a foreground class whose argmax area is at most area_thd x the
@@ -205,7 +206,8 @@ int hx_dense_decide(const struct hx_dense_params *p, const struct hx_queries *q,
     }
     for (int c = 0; c < C; c++)
         keep[c] = 1;
-    struct decide_job jb = {decider_make(p, q, keep), scores, n, chunk, 0, area, pred, probs};
+    struct decide_job jb = {decider_make(p, q, keep), scores, n, chunk, 0,
+                            uses_area(p) ? area : NULL, pred, probs};
     /* threads only pay off on large maps (spawning costs tens of microseconds) */
     int threads = (size_t)n * q->bank->n_classes >= (1u << 20) ? 0 : 1;
     hx_parallel_for(nchunks, threads, decide_range, &jb);
@@ -550,12 +552,14 @@ HX_CLONES static void stream_range(void *ctx, int c0, int c1)
             size_t at = (size_t)r * ow;
             for (int x0 = 0; x0 < ow; x0 += DB) {
                 int nb = ow - x0 < DB ? ow - x0 : DB;
-                decide_block(&j->d, &b.db, b.scores + x0, (size_t)ow, nb, b.lab + x0, b.bst + x0,
+                decide_block(&j->d, &b.db, b.scores + x0, (size_t)ow, nb, b.lab + x0,
+                             j->best ? b.bst + x0 : NULL,
                              j->area ? j->area + (size_t)c * C : NULL, NULL, 0);
             }
             if (!j->redo) {
                 memcpy(j->pred + at, b.lab, ow);
-                memcpy(j->best + at, b.bst, ow);
+                if (j->best)
+                    memcpy(j->best + at, b.bst, ow);
             } else {
                 /* only the pixels whose first-pass class lost its probability change */
                 for (int x = 0; x < ow; x++)
@@ -600,7 +604,8 @@ static int stream_predict(const struct hx_dense_params *p, const struct hx_queri
     float *rcp = hx_malloc(sizeof(float) * H * W, "window count reciprocals");
     uint8_t *pow2 = hx_malloc(H, "power-of-two rows");
     struct stream_job j = {decider_make(p, q, keep), f, grid, count, rcp, pow2, goff, wt, wt + nw, {0}, {0},
-                           N, H, W, out_h, out_w, rows, NULL, best, pred, area, 0};
+                           N, H, W, out_h, out_w, rows, NULL, uses_area(p) ? best : NULL, pred,
+                           uses_area(p) ? area : NULL, 0};
     if (!wt || !keep || !area || !best || !redo || !rcp || !pow2) {
         rc = HX_ENOMEM;
         goto done;
@@ -674,8 +679,7 @@ static void score_range(void *ctx, int t0, int t1)
     for (int t = t0; t < t1; t++) {
         int w = j->task[2 * t], a = j->task[2 * t + 1], g = f->grid[2 * w] * f->grid[2 * w + 1];
         int nt = g - a < TOKCHUNK ? g - a : TOKCHUNK, rc;
-        memcpy(tok, f->dense + ((size_t)w * f->T + a) * E, sizeof(float) * (size_t)nt * E);
-        hx_l2_normalize_rows(tok, nt, E);
+        hx_l2_normalize_rows_to(f->dense + ((size_t)w * f->T + a) * E, nt, E, tok);
         hx_score_cos(tok, nt, b->emb, M, E, cos);
         if ((rc = hx_ens_scores(b, &j->q->point, cos, nt, j->tau,
                                 j->gdot ? j->gdot + (size_t)w * M : NULL, score))) {

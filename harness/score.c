@@ -30,15 +30,17 @@ HX_CLONES static double row_inv_norm(const float *x, int cols)
     return 1.0 / (nrm > 1e-12 ? nrm : 1e-12);
 }
 
-HX_CLONES void hx_l2_normalize_rows(float *x, int rows, int cols)
+HX_CLONES void hx_l2_normalize_rows_to(const float *x, int rows, int cols, float *out)
 {
     for (int r = 0; r < rows; r++) {
-        float *xr = x + (size_t)r * cols;
-        float inv = (float)row_inv_norm(xr, cols);
+        const float *xr = x + (size_t)r * cols;
+        float inv = (float)row_inv_norm(xr, cols), *o = out + (size_t)r * cols;
         for (int j = 0; j < cols; j++)
-            xr[j] *= inv;
+            o[j] = xr[j] * inv;
     }
 }
+
+void hx_l2_normalize_rows(float *x, int rows, int cols) { hx_l2_normalize_rows_to(x, rows, cols, x); }
 
 void hx_template_mean(const float *emb, int n, int t, int e, float *out)
 {

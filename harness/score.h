@@ -20,6 +20,8 @@ void hx_score_cos(const float *tok, int n, const float *bank, int m, int e, floa
 /* Divide each row of x[rows, cols] by max(||row||_2, 1e-12), in place (the semantics of
  * torch.nn.functional.normalize: an all-zero row stays zero). The norm is summed in double. */
 void hx_l2_normalize_rows(float *x, int rows, int cols);
+/* The same, written to out (which may be x). */
+void hx_l2_normalize_rows_to(const float *x, int rows, int cols, float *out);
 
 /* Template-averaged query embeddings (SPEC 2): emb[n * t, e] holds the t template embeddings
  * of name 0, then those of name 1, ...; out[n, e] receives, per name, the mean of the
