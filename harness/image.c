@@ -256,19 +256,46 @@ void hx_linear_taps(int in, int out, int align_corners, int *i0, int *i1, float 
     }
 }
 
+/* Blocks of sixteen outputs. The taps are non-decreasing, so a block whose sources lie within
+ * 32 samples of its first can be read with two (masked) loads from its base and picked out
+ * with one two-register permute per tap: base, the load masks and the output mask go to
+ * blk[4 * b], the indices relative to base to rel[32 * b]. A wider block has base -1. */
+#define LB 16
+
+static void lerp_blocks(struct hx_lerp *t)
+{
+    for (int b = 0; b < t->nblk; b++) {
+        int o = b * LB, m = t->out - o < LB ? t->out - o : LB, base = t->i0[o];
+        int avail = t->in - base, *bk = t->blk + 4 * b, *rel = t->rel + 2 * LB * b;
+        int wide = t->i1[o + m - 1] - base >= 2 * LB;
+        bk[0] = wide ? -1 : base;
+        bk[1] = avail >= LB ? 0xffff : (1 << avail) - 1;
+        bk[2] = avail >= 2 * LB ? 0xffff : avail <= LB ? 0 : (1 << (avail - LB)) - 1;
+        bk[3] = (1 << m) - 1;
+        for (int l = 0; l < LB; l++) {
+            rel[l] = l < m && !wide ? t->i0[o + l] - base : 0;
+            rel[LB + l] = l < m && !wide ? t->i1[o + l] - base : 0;
+        }
+    }
+}
+
 int hx_lerp_init(struct hx_lerp *t, int in, int out, int align_corners)
 {
     memset(t, 0, sizeof *t);
     if (in < 1 || out < 1)
         return hx_err(HX_EINVAL, "linear resize from %d to %d samples", in, out);
-    t->i0 = hx_malloc(sizeof(int) * 2 * (size_t)out, "resize taps");
+    t->nblk = (out + LB - 1) / LB;
+    t->i0 = hx_malloc(sizeof(int) * (2 * (size_t)out + (4 + 2 * LB) * (size_t)t->nblk),
+                      "resize taps");
     t->l0 = hx_malloc(sizeof(float) * 2 * (size_t)out, "resize weights");
     if (!t->i0 || !t->l0) {
         hx_lerp_free(t);
         return HX_ENOMEM;
     }
     t->in = in, t->out = out, t->i1 = t->i0 + out, t->l1 = t->l0 + out;
+    t->blk = t->i1 + out, t->rel = t->blk + 4 * t->nblk;
     hx_linear_taps(in, out, align_corners, t->i0, t->i1, t->l0, t->l1);
+    lerp_blocks(t);
     return 0;
 }
 
@@ -293,28 +320,23 @@ void hx_lerp_row_ref(const struct hx_lerp *t, const float *in, float *out)
 #include <immintrin.h>
 #define HX_LERP_AVX512 1
 
-/* Sixteen outputs at a time. The taps are non-decreasing, so when a block's sources lie
- * within 32 samples of its first, two loads and one two-register permute per tap replace
- * sixteen scalar loads; the products and the sum are the scalar loop's, lane by lane. */
+/* The products and the sum are the scalar loop's, lane by lane. Masked-off lanes are never
+ * loaded (no read past the row) nor stored. */
 __attribute__((target("avx512f"))) static void lerp_row_avx512(const struct hx_lerp *t,
                                                                  const float *in, float *out)
 {
-    for (int o = 0; o < t->out; o += 16) {
-        int m = t->out - o < 16 ? t->out - o : 16, base = t->i0[o];
-        if (t->i1[o + m - 1] - base >= 32) {
-            lerp_span(t, in, out, o, o + m);
+    for (int b = 0; b < t->nblk; b++) {
+        const int *bk = t->blk + 4 * b, *rel = t->rel + 2 * LB * b;
+        int o = b * LB;
+        if (bk[0] < 0) {
+            lerp_span(t, in, out, o, o + LB < t->out ? o + LB : t->out);
             continue;
         }
-        int avail = t->in - base; /* loads stop at the end of the row */
-        __mmask16 k = (__mmask16)((1u << m) - 1);
-        __mmask16 klo = (__mmask16)(avail >= 16 ? 0xffffu : (1u << avail) - 1);
-        __mmask16 khi = (__mmask16)(avail >= 32 ? 0xffffu : avail <= 16 ? 0 : (1u << (avail - 16)) - 1);
-        __m512 lo = _mm512_maskz_loadu_ps(klo, in + base);
-        __m512 hi = khi ? _mm512_maskz_loadu_ps(khi, in + base + 16) : _mm512_setzero_ps();
-        __m512i b = _mm512_set1_epi32(base);
-        __m512i a0 = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, t->i0 + o), b);
-        __m512i a1 = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, t->i1 + o), b);
-        __m512 v0 = _mm512_permutex2var_ps(lo, a0, hi), v1 = _mm512_permutex2var_ps(lo, a1, hi);
+        __mmask16 k = (__mmask16)bk[3];
+        __m512 lo = _mm512_maskz_loadu_ps((__mmask16)bk[1], in + bk[0]);
+        __m512 hi = _mm512_maskz_loadu_ps((__mmask16)bk[2], in + bk[0] + LB);
+        __m512 v0 = _mm512_permutex2var_ps(lo, _mm512_loadu_si512(rel), hi);
+        __m512 v1 = _mm512_permutex2var_ps(lo, _mm512_loadu_si512(rel + LB), hi);
         __m512 r = _mm512_add_ps(_mm512_mul_ps(v0, _mm512_maskz_loadu_ps(k, t->l0 + o)),
                                  _mm512_mul_ps(v1, _mm512_maskz_loadu_ps(k, t->l1 + o)));
         _mm512_mask_storeu_ps(out + o, k, r);

@@ -64,6 +64,7 @@ struct hx_lerp {
     int in, out;
     int *i0, *i1;
     float *l0, *l1;
+    int nblk, *blk, *rel; /* the vector kernel's tables (image.c) */
 };
 int hx_lerp_init(struct hx_lerp *t, int in, int out, int align_corners);
 void hx_lerp_free(struct hx_lerp *t);

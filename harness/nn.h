@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "harness/simd.h"
+
 /* y[n, out] = x[n, in] @ W[out, in]^T + b[out] (b may be NULL). x and y must not overlap. */
 void hx_linear(const float *x, int n, int in, const float *W, const float *b, int out, float *y);
 
@@ -55,6 +57,25 @@ static inline float hx_fast_expf(float x)
     } scale = {.i = ((int32_t)n + 127) << 23};
     float e = p * scale.f;
     return x < -87.3f ? 0.0f : e;
+}
+
+/* hx_fast_expf on sixteen lanes, bit for bit. */
+static inline hx_vf hx_fast_expf_v(hx_vf x)
+{
+    const hx_vf zero = {0};
+    hx_vi under = x < -87.3f;
+    hx_vf xc = hx_vsel(under, zero - 87.3f, hx_vsel(x > 88.3f, zero + 88.3f, x));
+    hx_vf n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    hx_vf r = xc - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+    hx_vf p = zero + 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    hx_vi scale = (__builtin_convertvector(n, hx_vi) + 127) << 23;
+    return hx_vsel(under, zero, p * (hx_vf)scale);
 }
 
 /* x[i] = hx_expf(x[i]), vectorised. */

@@ -17,9 +17,9 @@ const float hx_clip_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
 /* ------------------------------------------------------------------ step 6 */
 
-/* Pixels are decided in blocks of DB so that every pass is a contiguous, vectorisable loop
- * over the block: the max over names, one exp per name and pixel, the sum, the per-class max. */
-#define DB 128
+/* Pixels are decided sixteen at a time (one hx_vf of lanes): the running maximum, the sum
+ * and the best class stay in registers while the names stream past. */
+#define LN HX_LANES
 
 struct decider {
     const struct hx_dense_params *p;
@@ -37,111 +37,119 @@ static struct decider decider_make(const struct hx_dense_params *p, const struct
     return d;
 }
 
-struct decide_buf {
-    float *cls, *m, *z, *bv; /* [C, DB], then [DB] each */
-    int *bi;
-};
-
-static int decide_buf_init(struct decide_buf *b, int C)
+/* Per-thread scratch: the class values of sixteen pixels [C][LN], then a padded copy of the
+ * names' scores for a last group of fewer than sixteen pixels [N][LN]. */
+static float *decide_scratch(const struct hx_queries *q)
 {
-    b->cls = malloc(sizeof(float) * ((size_t)C + 3) * DB);
-    b->bi = malloc(sizeof(int) * DB);
-    if (!b->cls || !b->bi) {
-        free(b->cls), free(b->bi);
-        return HX_ENOMEM;
-    }
-    b->m = b->cls + (size_t)C * DB, b->z = b->m + DB, b->bv = b->z + DB;
-    return 0;
+    return hx_malloc(sizeof(float) * ((size_t)q->n_classes + q->bank->n_classes) * LN,
+                     "class values");
 }
 
-static void decide_buf_free(struct decide_buf *b) { free(b->cls), free(b->bi); }
-
-/* Decide nb <= DB pixels whose name scores are s[k * stride + j]. Writes the label (after the
- * probability threshold) to pred[j], the argmax class before it to best[j] when best is set,
- * counts the argmax into area[C] when area is set, and the class probabilities to
- * probs[c * pstride + j] when probs is set. */
-HX_CLONES static void decide_block(const struct decider *d, struct decide_buf *buf, const float *s,
-                                   size_t stride, int nb, uint8_t *pred, uint8_t *best,
-                                   double *area, float *probs, size_t pstride)
+/* Sixteen pixels whose name scores are s[k * stride + l]: the class values (before 1 / z and
+ * keep) go to cls[c * LN + l]; returns 1 / z, the best class value and its class. */
+static inline __attribute__((always_inline)) hx_vf
+decide16(const struct decider *d, float *restrict cls, const float *restrict s, size_t stride,
+         hx_vf *best_v, hx_vi *best_c)
 {
     const struct hx_dense_params *p = d->p;
     const struct hx_queries *q = d->q;
+    const hx_vf zero = {0};
     int N = q->bank->n_classes, C = q->n_classes;
-    float scale = p->logit_scale, *cls = buf->cls, *m = buf->m, *z = buf->z, *bv = buf->bv;
-    int *bi = buf->bi;
+    float scale = p->logit_scale;
+    hx_vf z;
     if (p->argmax_cos) {
-        for (int j = 0; j < C * DB; j++)
-            cls[j] = -INFINITY;
+        for (int c = 0; c < C; c++)
+            hx_vstore(cls + c * LN, zero - INFINITY);
         for (int k = 0; k < N; k++) {
-            const float *sk = s + (size_t)k * stride;
-            float *cc = cls + (size_t)q->name_class[k] * DB;
-            for (int j = 0; j < nb; j++)
-                cc[j] = sk[j] > cc[j] ? sk[j] : cc[j];
+            float *cc = cls + q->name_class[k] * LN;
+            hx_vf v = hx_vload(s + (size_t)k * stride), o = hx_vload(cc);
+            hx_vstore(cc, hx_vsel(v > o, v, o));
         }
-        for (int j = 0; j < nb; j++)
-            z[j] = 1; /* v * 1 == v: the argmax below then reads the cosines as they are */
+        z = zero + 1; /* v * 1 == v: the argmax below reads the cosines as they are */
     } else {
         /* softmax(scale * s) over names; a class takes its names' largest probability, i.e.
          * max(0, e) over its names times 1 / z */
-        for (int j = 0; j < nb; j++)
-            m[j] = -INFINITY, z[j] = 0;
-        if (!d->identity)
-            for (int j = 0; j < C * DB; j++)
-                cls[j] = 0;
+        hx_vf m = zero - INFINITY;
         for (int k = 0; k < N; k++) {
-            const float *sk = s + (size_t)k * stride;
-            for (int j = 0; j < nb; j++)
-                m[j] = sk[j] > m[j] ? sk[j] : m[j];
+            hx_vf v = hx_vload(s + (size_t)k * stride);
+            m = hx_vsel(v > m, v, m);
         }
-        for (int j = 0; j < nb; j++)
-            m[j] = scale * m[j];
-        for (int k = 0; k < N; k++) {
-            const float *sk = s + (size_t)k * stride;
-            float *cc = cls + (size_t)q->name_class[k] * DB;
-            if (d->identity)
-                for (int j = 0; j < nb; j++) {
-                    float e = hx_fast_expf(scale * sk[j] - m[j]);
-                    z[j] += e;
-                    cc[j] = e > 0 ? e : 0;
-                }
-            else
-                for (int j = 0; j < nb; j++) {
-                    float e = hx_fast_expf(scale * sk[j] - m[j]);
-                    z[j] += e;
-                    cc[j] = e > cc[j] ? e : cc[j];
-                }
+        m = scale * m;
+        z = zero;
+        if (d->identity) {
+            for (int k = 0; k < N; k++) {
+                hx_vf e = hx_fast_expf_v(scale * hx_vload(s + (size_t)k * stride) - m);
+                z += e;
+                hx_vstore(cls + k * LN, hx_vsel(e > zero, e, zero));
+            }
+        } else {
+            for (int c = 0; c < C; c++)
+                hx_vstore(cls + c * LN, zero);
+            for (int k = 0; k < N; k++) {
+                float *cc = cls + q->name_class[k] * LN;
+                hx_vf e = hx_fast_expf_v(scale * hx_vload(s + (size_t)k * stride) - m);
+                hx_vf o = hx_vload(cc);
+                z += e;
+                hx_vstore(cc, hx_vsel(e > o, e, o));
+            }
         }
-        for (int j = 0; j < nb; j++)
-            z[j] = 1.0f / z[j];
+        z = 1.0f / z;
     }
-    /* the class values (cls * z) * keep, their argmax vectorised across the block's pixels */
-    for (int j = 0; j < nb; j++)
-        bv[j] = cls[j] * z[j] * d->keep[0], bi[j] = 0;
-    if (probs)
-        for (int j = 0; j < nb; j++)
-            probs[j] = bv[j];
+    /* the class values (cls * z) * keep, and their argmax (the first of equal values) */
+    hx_vf bv = hx_vload(cls) * z * d->keep[0];
+    hx_vi bi = {0};
     for (int c = 1; c < C; c++) {
-        const float *cc = cls + (size_t)c * DB, kc = d->keep[c];
-        float *pc = probs ? probs + (size_t)c * pstride : NULL;
-        for (int j = 0; j < nb; j++) {
-            float v = cc[j] * z[j] * kc;
-            int gt = v > bv[j];
-            bv[j] = gt ? v : bv[j];
-            bi[j] = gt ? c : bi[j];
-        }
-        if (pc)
-            for (int j = 0; j < nb; j++)
-                pc[j] = cc[j] * z[j] * kc;
+        hx_vf v = hx_vload(cls + c * LN) * z * d->keep[c];
+        hx_vi gt = v > bv;
+        bv = hx_vsel(gt, v, bv);
+        bi = hx_vseli(gt, (hx_vi){0} + c, bi);
     }
-    if (area)
-        for (int j = 0; j < nb; j++)
-            area[bi[j]] += 1;
-    if (best)
-        for (int j = 0; j < nb; j++)
-            best[j] = (uint8_t)bi[j];
-    float thd = p->argmax_cos ? -INFINITY : p->prob_thd;
-    for (int j = 0; j < nb; j++)
-        pred[j] = (uint8_t)(bv[j] < thd ? 0 : bi[j]);
+    *best_v = bv, *best_c = bi;
+    return z;
+}
+
+/* Decide n pixels whose name scores are s[k * stride + j]. Writes the label (after the
+ * probability threshold) to pred[j], the argmax class before it to best[j] when best is set,
+ * counts the argmax into area[C] when area is set, and the class probabilities to
+ * probs[c * pstride + j] when probs is set. cls is decide_scratch's. */
+HX_CLONES static void decide_block(const struct decider *d, float *cls, const float *s,
+                                   size_t stride, int n, uint8_t *pred, uint8_t *best,
+                                   double *area, float *probs, size_t pstride)
+{
+    const struct hx_dense_params *p = d->p;
+    int N = d->q->bank->n_classes, C = d->q->n_classes;
+    float thd = p->argmax_cos ? -INFINITY : p->prob_thd, *pad = cls + (size_t)C * LN;
+    for (int j = 0; j < n; j += LN) {
+        int L = n - j < LN ? n - j : LN;
+        const float *sj = s + j;
+        size_t sst = stride;
+        if (L < LN) { /* the last few pixels, padded to sixteen lanes */
+            for (int k = 0; k < N; k++)
+                for (int l = 0; l < LN; l++)
+                    pad[k * LN + l] = l < L ? s[(size_t)k * stride + j + l] : 0;
+            sj = pad, sst = LN;
+        }
+        hx_vf bv;
+        hx_vi bi;
+        hx_vf z = decide16(d, cls, sj, sst, &bv, &bi);
+        hx_vi lab = hx_vseli(bv < thd, (hx_vi){0}, bi);
+        int32_t bc[LN], lc[LN];
+        memcpy(bc, &bi, sizeof bc), memcpy(lc, &lab, sizeof lc);
+        for (int l = 0; l < L; l++)
+            pred[j + l] = (uint8_t)lc[l];
+        if (best)
+            for (int l = 0; l < L; l++)
+                best[j + l] = (uint8_t)bc[l];
+        if (area)
+            for (int l = 0; l < L; l++)
+                area[bc[l]] += 1;
+        if (probs)
+            for (int c = 0; c < C; c++) {
+                float v[LN];
+                hx_vstore(v, hx_vload(cls + c * LN) * z * d->keep[c]);
+                memcpy(probs + (size_t)c * pstride + j, v, sizeof(float) * L);
+            }
+    }
 }
 
 /* The area threshold (SCLIP): a foreground class whose argmax area is at most area_thd x the
@@ -165,7 +173,7 @@ static int uses_area(const struct hx_dense_params *p) { return !p->argmax_cos &&
 struct decide_job {
     struct decider d;
     const float *scores;
-    int n, chunk, rc; /* chunk: pixel blocks per parallel chunk */
+    int n, chunk, rc; /* chunk: pixels per parallel chunk */
     double *area;     /* [nchunks][C] argmax areas of the first pass, or NULL */
     uint8_t *pred;
     float *probs;
@@ -175,19 +183,18 @@ static void decide_range(void *ctx, int t0, int t1)
 {
     struct decide_job *jb = ctx;
     int C = jb->d.q->n_classes, n = jb->n;
-    struct decide_buf buf;
-    if (decide_buf_init(&buf, C)) {
+    float *cls = decide_scratch(jb->d.q);
+    if (!cls) {
         jb->rc = HX_ENOMEM;
         return;
     }
     for (int t = t0; t < t1; t++) {
-        int end = (t + 1) * jb->chunk * DB < n ? (t + 1) * jb->chunk * DB : n;
-        for (int i0 = t * jb->chunk * DB; i0 < end; i0 += DB)
-            decide_block(&jb->d, &buf, jb->scores + i0, (size_t)n, n - i0 < DB ? n - i0 : DB,
-                         jb->pred + i0, NULL, jb->area ? jb->area + (size_t)t * C : NULL,
-                         jb->probs ? jb->probs + i0 : NULL, (size_t)n);
+        int i0 = t * jb->chunk, i1 = n - i0 < jb->chunk ? n : i0 + jb->chunk;
+        decide_block(&jb->d, cls, jb->scores + i0, (size_t)n, i1 - i0, jb->pred + i0, NULL,
+                     jb->area ? jb->area + (size_t)t * C : NULL,
+                     jb->probs ? jb->probs + i0 : NULL, (size_t)n);
     }
-    decide_buf_free(&buf);
+    free(cls);
 }
 
 int hx_dense_decide(const struct hx_dense_params *p, const struct hx_queries *q, float *scores,
@@ -197,7 +204,7 @@ int hx_dense_decide(const struct hx_dense_params *p, const struct hx_queries *q,
     if (C > 256)
         return hx_err(HX_EINVAL, "%d classes do not fit an 8-bit label map", C);
     /* fixed chunks (not per thread count), so results never depend on the thread count */
-    int blocks = (n + DB - 1) / DB, chunk = 64, nchunks = (blocks + chunk - 1) / chunk;
+    int chunk = 8192, nchunks = (n + chunk - 1) / chunk;
     float *keep = hx_malloc(sizeof(float) * C, "class mask");
     double *area = hx_calloc((size_t)(nchunks ? nchunks : 1) * C, sizeof(double), "class areas");
     if (!keep || !area) {
@@ -439,7 +446,7 @@ struct stream_buf {
     float *view;   /* [W]: one view row of one name */
     float *scores; /* [N][out_w]: one output row, all names */
     uint8_t *lab, *bst;
-    struct decide_buf db;
+    float *cls;    /* decide_block's scratch */
 };
 
 HX_CLONES static const float *window_row(const struct stream_job *j, struct stream_buf *b,
@@ -495,8 +502,7 @@ HX_CLONES static const float *output_row(const struct stream_job *j, struct stre
 static void stream_buf_free(struct stream_buf *b)
 {
     free(b->wrow), free(b->whave), free(b->orow), free(b->ohave), free(b->view);
-    free(b->scores), free(b->lab), free(b->bst);
-    decide_buf_free(&b->db);
+    free(b->scores), free(b->lab), free(b->bst), free(b->cls);
 }
 
 static int stream_buf_init(const struct stream_job *j, struct stream_buf *b, int wmax)
@@ -512,7 +518,7 @@ static int stream_buf_init(const struct stream_job *j, struct stream_buf *b, int
     b->scores = malloc(sizeof(float) * N * ow);
     b->lab = malloc(ow), b->bst = malloc(ow);
     if (!b->wrow || !b->whave || !b->orow || !b->ohave || !b->view || !b->scores || !b->lab ||
-        !b->bst || decide_buf_init(&b->db, j->d.q->n_classes)) {
+        !b->bst || !(b->cls = decide_scratch(j->d.q))) {
         stream_buf_free(b);
         return HX_ENOMEM;
     }
@@ -550,12 +556,8 @@ HX_CLONES static void stream_range(void *ctx, int c0, int c1)
                     o[x] = t0[x] * wy0 + t1[x] * wy1;
             }
             size_t at = (size_t)r * ow;
-            for (int x0 = 0; x0 < ow; x0 += DB) {
-                int nb = ow - x0 < DB ? ow - x0 : DB;
-                decide_block(&j->d, &b.db, b.scores + x0, (size_t)ow, nb, b.lab + x0,
-                             j->best ? b.bst + x0 : NULL,
-                             j->area ? j->area + (size_t)c * C : NULL, NULL, 0);
-            }
+            decide_block(&j->d, b.cls, b.scores, (size_t)ow, ow, b.lab, j->best ? b.bst : NULL,
+                         j->area ? j->area + (size_t)c * C : NULL, NULL, 0);
             if (!j->redo) {
                 memcpy(j->pred + at, b.lab, ow);
                 if (j->best)

@@ -116,6 +116,31 @@ START_TEST(fast_exp_is_accurate)
 }
 END_TEST
 
+/* The sixteen-lane exp gives the scalar one's bits: a dense sweep over the range where the
+ * polynomial and the scaling matter, both clamps, zero of either sign and infinities. */
+START_TEST(vector_exp_equals_scalar)
+{
+    float x[HX_LANES], y[HX_LANES];
+    const float special[] = {-INFINITY, -1000.0f, -87.31f, -87.3f, -87.29f, -0.0f, 0.0f,
+                             1e-30f, 88.29f, 88.3f, 88.31f, 1000.0f, INFINITY, -1e-7f, 0.5f, -0.5f};
+    long n = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (float a = -95.0f; a < 95.0f; a += HX_LANES * 0.00037f) {
+            for (int l = 0; l < HX_LANES; l++)
+                x[l] = pass ? special[l] : a + l * 0.00037f;
+            hx_vstore(y, hx_fast_expf_v(hx_vload(x)));
+            for (int l = 0; l < HX_LANES; l++, n++) {
+                float want = hx_expf(x[l]);
+                ck_assert_msg(memcmp(&y[l], &want, 4) == 0, "exp(%a): vector %a, scalar %a",
+                              x[l], y[l], want);
+            }
+            if (pass)
+                break;
+        }
+    ck_assert_int_gt(n, 500000);
+}
+END_TEST
+
 START_TEST(softmax_matches_naive)
 {
     int rows = 4, cols = 37; /* not a multiple of the 8 partial sums */
@@ -228,6 +253,7 @@ Suite *suite_nn(void)
     tcase_add_test(tc, layernorm_matches_naive);
     tcase_add_test(tc, activations_match_definitions);
     tcase_add_test(tc, fast_exp_is_accurate);
+    tcase_add_test(tc, vector_exp_equals_scalar);
     tcase_add_test(tc, softmax_matches_naive);
     tcase_add_test(tc, attention_matches_naive);
     tcase_add_test(tc, causal_attention_matches_naive);

@@ -3,6 +3,7 @@
  * resize, PAMR, the decision rule; plus the decision rule alone on hand-made scores and the
  * presets of SPEC 2. */
 #include "harness/error.h"
+#include "harness/nn.h"
 #include "harness/protocol.h"
 #include "harness/safetensors.h"
 #include "models/clip/clip.h"
@@ -204,6 +205,90 @@ START_TEST(decision_rule_by_hand)
 }
 END_TEST
 
+/* The decision against a plain per-pixel loop written from SPEC 2 (softmax over names with
+ * hx_expf, a class's largest name probability, the area and probability thresholds, the
+ * first of equal values): labels and probabilities bit for bit, for one name per class and
+ * subclass names, both rules, a pixel count that leaves a partial group of sixteen, and
+ * scores on a coarse grid so that equal values (ties) occur. */
+static void naive_decide(const struct hx_dense_params *p, const int *name_class, int N, int C,
+                         const float *s, int n, const float *keep, uint8_t *pred, float *probs,
+                         double *area)
+{
+    for (int j = 0; j < n; j++) {
+        float cls[8], z = 0, m = -INFINITY;
+        for (int c = 0; c < C; c++)
+            cls[c] = p->argmax_cos ? -INFINITY : 0;
+        for (int k = 0; k < N; k++)
+            m = fmaxf(m, s[k * n + j]);
+        for (int k = 0; k < N; k++) {
+            float v = s[k * n + j], *cc = &cls[name_class[k]];
+            if (!p->argmax_cos) {
+                v = hx_expf(p->logit_scale * v - p->logit_scale * m);
+                z += v;
+            }
+            *cc = v > *cc ? v : *cc;
+        }
+        int b = 0;
+        float bv = 0;
+        for (int c = 0; c < C; c++) {
+            float v = p->argmax_cos ? cls[c] * keep[c] : cls[c] * (1.0f / z) * keep[c];
+            probs[c * n + j] = v;
+            if (c == 0 || v > bv)
+                b = c, bv = v;
+        }
+        area[b] += 1;
+        pred[j] = !p->argmax_cos && bv < p->prob_thd ? 0 : (uint8_t)b;
+    }
+}
+
+START_TEST(decision_matches_plain_loop)
+{
+    enum { N = 7, n = 1000 + 7 };
+    int one[N] = {0, 1, 2, 3, 4, 5, 6}, subs[N] = {0, 1, 1, 2, 0, 3, 2}, nsub[N] = {0};
+    float emb[N * 4] = {0}, *s = malloc(sizeof(float) * N * n), *probs = malloc(sizeof(float) * N * n);
+    float *want_p = malloc(sizeof(float) * N * n);
+    uint8_t pred[n], want[n];
+    uint32_t r = 3;
+    for (int i = 0; i < N * n; i++) {
+        r = r * 1664525u + 1013904223u;
+        s[i] = (float)((r >> 24) % 9) * 0.05f; /* nine levels: many ties */
+    }
+    for (int k = 0; k < N; k++)
+        emb[k * 4 + k % 4] = 1;
+    struct hx_text_bank *bank;
+    ck_assert_int_eq(hx_text_bank_create(&bank, emb, nsub, N, 4), 0);
+    for (int layout = 0; layout < 2; layout++)
+        for (int rule = 0; rule < 4; rule++) {
+            const int *nc = layout ? subs : one;
+            int C = layout ? 4 : N;
+            struct hx_queries q = {bank, nc, C, {HX_ENS_SUPER, 0, 0}};
+            struct hx_dense_params p = {0};
+            p.logit_scale = 40, p.area_thd = -1, p.argmax_cos = rule == 2;
+            p.prob_thd = rule == 1 ? 0.4f : 0;
+            p.area_thd = rule == 3 ? 0.2f : -1; /* removes the classes under 20% of foreground */
+            float keep[N] = {1, 1, 1, 1, 1, 1, 1};
+            double area[N] = {0}, fg = 0;
+            naive_decide(&p, nc, N, C, s, n, keep, want, want_p, area);
+            if (rule == 3) {
+                int removed = 0;
+                for (int c = 1; c < C; c++)
+                    fg += area[c];
+                for (int c = 1; c < C; c++)
+                    keep[c] = area[c] > p.area_thd * fg, removed += !keep[c];
+                ck_assert_int_gt(removed, 0);
+                naive_decide(&p, nc, N, C, s, n, keep, want, want_p, area);
+            }
+            ck_assert_int_eq(hx_dense_decide(&p, &q, s, n, pred, probs), 0);
+            for (int j = 0; j < n; j++)
+                ck_assert_msg(pred[j] == want[j], "layout %d rule %d pixel %d: %d, plain loop %d",
+                              layout, rule, j, pred[j], want[j]);
+            ck_assert(memcmp(probs, want_p, sizeof(float) * C * n) == 0);
+        }
+    hx_text_bank_free(bank);
+    free(s), free(probs), free(want_p);
+}
+END_TEST
+
 /* The streamed path (no probabilities asked for) against the map-by-map path (probabilities
  * asked for), which matches_reference checks against PyTorch: the labels must be identical,
  * byte for byte, over window layouts with 1 to 4 covering windows (3 is not a power of two),
@@ -325,6 +410,7 @@ Suite *suite_protocol(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, matches_reference);
     tcase_add_test(tc, decision_rule_by_hand);
+    tcase_add_test(tc, decision_matches_plain_loop);
     tcase_add_test(tc, streamed_matches_maps);
     tcase_add_test(tc, presets_follow_spec);
     suite_add_tcase(s, tc);
