@@ -648,48 +648,43 @@ done:
     return rc;
 }
 
-/* Step 3 on the token grids: per window, the normalised tokens against the text bank (one
- * GEMM), then the ensemble rule, written planar [N, gh*gw] into the window's block of grid.
- * Work is split into fixed chunks of TOKCHUNK tokens (rows are independent), so results do not
- * depend on the thread count. */
-#define TOKCHUNK 128
-
+/* Step 3 on the token grids: per window, the normalised tokens against the whole text bank
+ * in one GEMM, then the ensemble rule, written planar [N, gh*gw] into the window's block of
+ * grid. Windows are independent: the cores go to the windows, one BLAS thread each. */
 struct score_job {
     const struct hx_queries *q;
     const struct hx_dense_feats *f;
     float tau;
     const float *gdot;  /* [nw, M] global dot products, or NULL */
-    const int *task;    /* [ntasks, 2]: window, first token */
     const size_t *goff; /* [nw] */
     float *grid;
     int rc;
 };
 
-static void score_range(void *ctx, int t0, int t1)
+static void score_range(void *ctx, int w0, int w1)
 {
     struct score_job *j = ctx;
     const struct hx_text_bank *b = j->q->bank;
     const struct hx_dense_feats *f = j->f;
-    int N = b->n_classes, M = b->n_members, E = f->E;
-    float *tok = hx_malloc(sizeof(float) * TOKCHUNK * E, "tokens");
-    float *cos = hx_malloc(sizeof(float) * TOKCHUNK * M, "member cosines");
-    float *score = hx_malloc(sizeof(float) * TOKCHUNK * N, "name scores");
+    int N = b->n_classes, M = b->n_members, E = f->E, T = f->T;
+    float *tok = hx_malloc(sizeof(float) * T * E, "tokens");
+    float *cos = hx_malloc(sizeof(float) * T * M, "member cosines");
+    float *score = hx_malloc(sizeof(float) * T * N, "name scores");
     if (!tok || !cos || !score) {
         j->rc = HX_ENOMEM;
         goto done;
     }
-    for (int t = t0; t < t1; t++) {
-        int w = j->task[2 * t], a = j->task[2 * t + 1], g = f->grid[2 * w] * f->grid[2 * w + 1];
-        int nt = g - a < TOKCHUNK ? g - a : TOKCHUNK, rc;
-        hx_l2_normalize_rows_to(f->dense + ((size_t)w * f->T + a) * E, nt, E, tok);
-        hx_score_cos(tok, nt, b->emb, M, E, cos);
-        if ((rc = hx_ens_scores(b, &j->q->point, cos, nt, j->tau,
+    for (int w = w0; w < w1; w++) {
+        int g = f->grid[2 * w] * f->grid[2 * w + 1], rc;
+        hx_l2_normalize_rows_to(f->dense + (size_t)w * T * E, g, E, tok);
+        hx_score_cos(tok, g, b->emb, M, E, cos);
+        if ((rc = hx_ens_scores(b, &j->q->point, cos, g, j->tau,
                                 j->gdot ? j->gdot + (size_t)w * M : NULL, score))) {
             j->rc = rc;
             break;
         }
-        float *out = j->grid + j->goff[w] + a; /* [nt, N] -> planar [N, g] */
-        for (int i = 0; i < nt; i++)
+        float *out = j->grid + j->goff[w]; /* [g, N] -> planar [N, g] */
+        for (int i = 0; i < g; i++)
             for (int k = 0; k < N; k++)
                 out[(size_t)k * g + i] = score[(size_t)i * N + k];
     }
@@ -701,42 +696,31 @@ static int score_windows(const struct hx_dense_params *p, const struct hx_querie
                          const struct hx_dense_feats *f, const size_t *goff, float *grid)
 {
     const struct hx_text_bank *b = q->bank;
-    int M = b->n_members, E = f->E, ntasks = 0, rc = 0;
-    int needs_global = hx_ens_rule_needs_global(q->point.rule);
-    size_t tokens = 0;
-    for (int w = 0; w < f->nw; w++) {
-        int g = f->grid[2 * w] * f->grid[2 * w + 1];
-        ntasks += (g + TOKCHUNK - 1) / TOKCHUNK;
-        tokens += (size_t)g;
-    }
-    int *task = hx_malloc(sizeof(int) * 2 * (size_t)ntasks, "scoring tasks");
-    float *gdot = needs_global ? hx_malloc(sizeof(float) * (size_t)f->nw * M, "global dots") : NULL;
-    float *pool = hx_malloc(sizeof(float) * E, "pooled embedding");
-    if (!task || !pool || (needs_global && !gdot)) {
-        rc = HX_ENOMEM;
-        goto done;
-    }
-    for (int w = 0, t = 0; w < f->nw; w++) {
-        for (int a = 0; a < f->grid[2 * w] * f->grid[2 * w + 1]; a += TOKCHUNK)
-            task[2 * t] = w, task[2 * t + 1] = a, t++;
-        if (needs_global) {
-            memcpy(pool, f->pooled + (size_t)w * E, sizeof(float) * E);
-            hx_l2_normalize_rows(pool, 1, E);
+    int M = b->n_members, E = f->E, rc = 0;
+    float *gdot = NULL, *pool = NULL;
+    if (hx_ens_rule_needs_global(q->point.rule)) {
+        gdot = hx_malloc(sizeof(float) * (size_t)f->nw * M, "global dots");
+        pool = hx_malloc(sizeof(float) * E, "pooled embedding");
+        if (!gdot || !pool) {
+            rc = HX_ENOMEM;
+            goto done;
+        }
+        for (int w = 0; w < f->nw; w++) {
+            hx_l2_normalize_rows_to(f->pooled + (size_t)w * E, 1, E, pool);
             hx_score_cos(pool, 1, b->emb, M, E, gdot + (size_t)w * M);
         }
     }
-    struct score_job j = {q, f, p->logit_scale, gdot, task, goff, grid, 0};
-    /* the chunks' GEMMs are small: the cores go to the chunks, one BLAS thread each */
-    int threads = tokens * M * E >= (8u << 20) ? hx_default_threads() : 1;
+    struct score_job j = {q, f, p->logit_scale, gdot, goff, grid, 0};
+    int threads = (size_t)f->nw * f->T * M * E >= (8u << 20) ? hx_default_threads() : 1;
     int blas = hx_get_threads();
     if (threads > 1)
         hx_set_threads(1);
-    hx_parallel_for(ntasks, threads, score_range, &j);
+    hx_parallel_for(f->nw, threads, score_range, &j);
     if (threads > 1)
         hx_set_threads(blas);
     rc = j.rc;
 done:
-    free(task), free(gdot), free(pool);
+    free(gdot), free(pool);
     return rc;
 }
 
