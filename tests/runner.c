@@ -63,13 +63,10 @@ static char tmproot[256];
 static int tmpcount;
 static char tmpbuf[512];
 
+/* One root per run, made before the tests fork (so every test's directories land in it)
+ * and removed at the end when everything passed. */
 const char *hx_tmpdir(void)
 {
-    if (!tmproot[0]) {
-        snprintf(tmproot, sizeof tmproot, "/tmp/hx-test-XXXXXX");
-        if (!mkdtemp(tmproot))
-            ck_abort_msg("cannot create a temporary directory");
-    }
     snprintf(tmpbuf, sizeof tmpbuf, "%s/%d-%d", tmproot, (int)getpid(), tmpcount++);
     ck_assert_msg(mkdir(tmpbuf, 0700) == 0, "mkdir %s failed", tmpbuf);
     return tmpbuf;
@@ -100,6 +97,11 @@ int main(void)
 {
     const char *only = getenv("HX_ONLY");
     int total = 0, failed = 0, nsuites = 0;
+    snprintf(tmproot, sizeof tmproot, "/tmp/hx-test-XXXXXX");
+    if (!mkdtemp(tmproot)) {
+        perror("cannot create a temporary directory under /tmp");
+        return 2;
+    }
     for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
         if (only && only[0] && strcmp(only, suites[i].name))
             continue;
@@ -120,8 +122,17 @@ int main(void)
     }
     if (nsuites == 0) {
         fprintf(stderr, "no suite named '%s'\n", only ? only : "");
+        rmdir(tmproot);
         return 2;
     }
     printf("%d passed, %d failed\n", total - failed, failed);
+    if (failed) {
+        fprintf(stderr, "test files kept in %s\n", tmproot);
+    } else {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmproot);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", tmproot);
+    }
     return failed ? 1 : 0;
 }
