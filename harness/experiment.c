@@ -115,6 +115,8 @@ struct point_state {
     struct hx_queries q;
     struct hx_metrics *metrics;
     char dir[1200];
+    size_t images;     /* evaluated: the config's limit or --limit, capped by the dataset */
+    const char *fp;    /* the model's fingerprint */
     int resumed;
     int overlays_done;
 };
@@ -302,19 +304,56 @@ static int write_text(const char *path, const char *text)
     return hx_write_atomic(path, text, strlen(text));
 }
 
-static cJSON *point_json(const struct hx_xp *xp, const struct hx_xp_point *p)
+/* A file's content hash as 16 hex digits, "" when it is not a readable file (e.g. a named
+ * template set). */
+static void file_hash(const char *path, char out[17])
 {
+    uint8_t *buf;
+    size_t len;
+    out[0] = 0;
+    if (path[0] && !hx_read_file(path, &buf, &len)) {
+        snprintf(out, 17, "%016llx", (unsigned long long)hx_hash64(buf, len, 0));
+        free(buf);
+    }
+}
+
+static void add_input(cJSON *o, const char *key, const char *path)
+{
+    char h[17];
+    cJSON *i = cJSON_AddObjectToObject(o, key);
+    cJSON_AddStringToObject(i, "path", path);
+    file_hash(path, h);
+    if (h[0])
+        cJSON_AddStringToObject(i, "hash", h);
+}
+
+static void add_floats(cJSON *o, const char *key, const float *v, int n)
+{
+    cJSON *a = cJSON_AddArrayToObject(o, key);
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+}
+
+/* Everything a point's result depends on: --resume reuses a point only when this is equal,
+ * byte for byte, to what the finished run wrote. */
+static cJSON *point_json(const struct hx_xp *xp, const struct point_state *s)
+{
+    const struct hx_xp_point *p = s->p;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "index", p->index);
     cJSON_AddStringToObject(o, "label", p->label);
     cJSON *vals = cJSON_AddObjectToObject(o, "axes");
     for (int a = 0; a < xp->naxes; a++)
         cJSON_AddStringToObject(vals, xp->axes[a].path, p->values[a]);
+    cJSON_AddStringToObject(o, "backend", p->backend);
     cJSON_AddStringToObject(o, "model", p->model);
+    cJSON_AddStringToObject(o, "model_fingerprint", s->fp);
     cJSON_AddStringToObject(o, "variant", p->variant);
     cJSON_AddStringToObject(o, "method", p->method);
     cJSON_AddStringToObject(o, "dataset", p->dataset);
+    cJSON_AddStringToObject(o, "root", p->root);
     cJSON_AddNumberToObject(o, "limit", p->limit);
+    cJSON_AddNumberToObject(o, "images", (double)s->images);
     cJSON *pr = cJSON_AddObjectToObject(o, "protocol");
     if (p->simseg) {
         const struct hx_ssp_params *q = &p->ssp;
@@ -329,8 +368,11 @@ static cJSON *point_json(const struct hx_xp *xp, const struct hx_xp_point *p)
     } else {
         const struct hx_dense_params *q = &p->params;
         cJSON_AddNumberToObject(pr, "short_side", q->short_side);
+        cJSON_AddNumberToObject(pr, "long_max", q->long_max);
         cJSON_AddNumberToObject(pr, "crop", q->crop);
         cJSON_AddNumberToObject(pr, "stride", q->stride);
+        add_floats(pr, "mean", q->mean, 3);
+        add_floats(pr, "std", q->std, 3);
         cJSON_AddNumberToObject(pr, "logit_scale", q->logit_scale);
         cJSON_AddNumberToObject(pr, "prob_thd", q->prob_thd);
         if (q->area_thd >= 0)
@@ -339,12 +381,24 @@ static cJSON *point_json(const struct hx_xp *xp, const struct hx_xp_point *p)
             cJSON_AddNullToObject(pr, "area_thd");
         cJSON_AddBoolToObject(pr, "argmax_cos", q->argmax_cos);
         cJSON_AddNumberToObject(pr, "pamr_iters", q->pamr.iters);
+        cJSON *dl = cJSON_AddArrayToObject(pr, "pamr_dilations");
+        for (int i = 0; i < q->pamr.n_dilations && q->pamr.iters > 0; i++)
+            cJSON_AddItemToArray(dl, cJSON_CreateNumber(q->pamr.dilations[i]));
+        cJSON_AddBoolToObject(pr, "literal_background", p->literal_background);
     }
-    cJSON_AddStringToObject(o, "templates", p->templates);
-    cJSON_AddStringToObject(o, "subclasses", p->subclasses);
+    add_input(o, "classnames", p->classnames);
+    add_input(o, "templates", p->templates);
+    if (p->subclasses[0])
+        add_input(o, "subclasses", p->subclasses);
+    else
+        cJSON_AddNullToObject(o, "subclasses");
+    if (p->llm_request)
+        cJSON_AddStringToObject(o, "llm_request", p->llm_request);
+    cJSON_AddBoolToObject(o, "subclasses_dedupe", p->subclasses_dedupe);
     cJSON_AddNumberToObject(o, "k", p->ens.k);
     cJSON_AddBoolToObject(o, "include_super", p->ens.include_super);
     cJSON_AddStringToObject(o, "ensemble", hx_ens_rule_name(p->ens.rule));
+    cJSON_AddNumberToObject(o, "bootstrap", p->bootstrap);
     return o;
 }
 
@@ -403,7 +457,7 @@ static int write_point(const struct hx_xp *xp, struct point_state *s)
     free(csv), free(iou), free(acc);
     if (rc)
         return rc;
-    cJSON *o = point_json(xp, s->p);
+    cJSON *o = point_json(xp, s);
     snprintf(path, sizeof path, "%s/point.json", s->dir);
     rc = write_json(path, o);
     cJSON_Delete(o);
@@ -422,7 +476,7 @@ static int finished(const struct hx_xp *xp, struct point_state *s)
     snprintf(path, sizeof path, "%s/point.json", s->dir);
     if (hx_read_file(path, &buf, &len))
         return 0;
-    cJSON *o = point_json(xp, s->p);
+    cJSON *o = point_json(xp, s);
     char *want = cJSON_Print(o);
     cJSON_Delete(o);
     int same = want && len == strlen(want) + 1 && !memcmp(buf, want, len - 1);
@@ -738,6 +792,7 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
         struct point_state *s = &st[k];
         s->p = &xp->points[members[k]];
         snprintf(s->dir, sizeof s->dir, "%s/points/%03d", s->p->output, s->p->index);
+        s->images = nids, s->fp = fp;
         if ((rc = hx_mkdirs(s->dir)))
             goto done;
         if (o->resume && finished(xp, s)) {

@@ -176,6 +176,37 @@ START_TEST(sweep_end_to_end)
     ck_assert_msg(!strstr(err, "encoded") || strstr(err, "0 cached, 0 encoded"),
                   "--resume should not touch finished points:\n%s", err);
     free(err);
+    /* ... but a point whose result would differ is run again: fewer images (--limit), then
+     * a changed subclass file; and resumed once more when nothing changed */
+    const char *resume_cases[][2] = {{"--limit 1", "1 cached, 0 encoded"},
+                                     {"--limit 1", NULL},
+                                     {"--limit 1 CHANGE", "1 cached, 0 encoded"},
+                                     {"--limit 1", NULL}};
+    for (int c = 0; c < 4; c++) {
+        if (strstr(resume_cases[c][0], "CHANGE")) {
+            snprintf(path, sizeof path, "%s/subs.json", dir);
+            f = fopen(path, "w");
+            fprintf(f, "{\"person\": [\"woman\", \"man\"], \"cat\": [\"kitten\"]}");
+            fclose(f);
+        }
+        snprintf(cmd, sizeof cmd, "%s run %s --resume --limit 1 > /dev/null 2> %s/err4.txt",
+                 hx_harness_bin(), cfg, dir);
+        ck_assert_int_eq(system(cmd), 0);
+        snprintf(path, sizeof path, "%s/err4.txt", dir);
+        err = slurp(path);
+        if (resume_cases[c][1])
+            ck_assert_msg(strstr(err, resume_cases[c][1]), "case %d: should run again:\n%s", c,
+                          err);
+        else
+            ck_assert_msg(strstr(err, "0 cached, 0 encoded"), "case %d: should resume:\n%s", c,
+                          err);
+        free(err);
+    }
+    snprintf(path, sizeof path, "%s/results/points/000/point.json", dir);
+    cJSON *pj = read_json(path);
+    ck_assert_int_eq(cJSON_GetObjectItem(pj, "images")->valueint, 1);
+    cJSON_Delete(pj);
+
     snprintf(cmd, sizeof cmd, "%s run %s --dry-run > %s/dry.txt", hx_harness_bin(), cfg, dir);
     ck_assert_int_eq(system(cmd), 0);
     snprintf(path, sizeof path, "%s/dry.txt", dir);
