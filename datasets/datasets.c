@@ -19,32 +19,62 @@
 static const struct hx_dataset registry[] = {
     {"voc21", 21, 255, VOC12, "JPEGImages", ".jpg", "SegmentationClass", ".png",
      "ImageSets/Segmentation/val.txt", 20, 0, 0, 0, "datasets/classnames/voc21.txt",
-     "PASCAL VOC 2012 val, background + 20 classes"},
+     "PASCAL VOC 2012 val, background + 20 classes", "val",
+     {{"train", "JPEGImages", "SegmentationClass", "ImageSets/Segmentation/train.txt"},
+      {"trainval", "JPEGImages", "SegmentationClass", "ImageSets/Segmentation/trainval.txt"}}},
     {"voc20", 20, 255, VOC12, "JPEGImages", ".jpg", "SegmentationClass", ".png",
      "ImageSets/Segmentation/val.txt", 20, 1, 0, 0, "datasets/classnames/voc20.txt",
-     "PASCAL VOC 2012 val, 20 classes, background ignored"},
+     "PASCAL VOC 2012 val, 20 classes, background ignored", "val",
+     {{"train", "JPEGImages", "SegmentationClass", "ImageSets/Segmentation/train.txt"},
+      {"trainval", "JPEGImages", "SegmentationClass", "ImageSets/Segmentation/trainval.txt"}}},
     {"context60", 60, 255, VOC10, "JPEGImages", ".jpg", "SegmentationClassContext", ".png",
      "ImageSets/SegmentationContext/val.txt", 59, 0, 0, 0, "datasets/classnames/context60.txt",
-     "PASCAL Context val, background + 59 classes"},
+     "PASCAL Context val, background + 59 classes", "val",
+     {{"train", "JPEGImages", "SegmentationClassContext", "ImageSets/SegmentationContext/train.txt"}}},
     {"context59", 59, 255, VOC10, "JPEGImages", ".jpg", "SegmentationClassContext", ".png",
      "ImageSets/SegmentationContext/val.txt", 59, 1, 0, 0, "datasets/classnames/context59.txt",
-     "PASCAL Context val, 59 classes, background ignored"},
+     "PASCAL Context val, 59 classes, background ignored", "val",
+     {{"train", "JPEGImages", "SegmentationClassContext", "ImageSets/SegmentationContext/train.txt"}}},
     {"coco_stuff171", 171, 255, COCO, "images/val2017", ".jpg", "annotations/val2017",
      "_labelTrainIds.png", NULL, 181, 0, 171, 0, "datasets/classnames/coco_stuff171.txt",
-     "COCO-Stuff 164k val2017, 171 classes"},
+     "COCO-Stuff 164k val2017, 171 classes", "val",
+     {{"train", "images/train2017", "annotations/train2017", NULL}}},
     {"coco_object", 81, -1, COCO, "images/val2017", ".jpg", "annotations/val2017",
      "_labelTrainIds.png", NULL, 181, 0, 81, 0, "datasets/classnames/coco_object.txt",
-     "COCO-Stuff 164k val2017 as background + 80 things, nothing ignored"},
+     "COCO-Stuff 164k val2017 as background + 80 things, nothing ignored", "val",
+     {{"train", "images/train2017", "annotations/train2017", NULL}}},
     {"ade150", 150, 255, ADE, "images/validation", ".jpg", "annotations/validation", ".png", NULL,
-     150, 1, 0, 0, "datasets/classnames/ade150.txt", "ADE20K val (SceneParsing), 150 classes"},
+     150, 1, 0, 0, "datasets/classnames/ade150.txt", "ADE20K val (SceneParsing), 150 classes", "val",
+     {{"train", "images/training", "annotations/training", NULL}}},
     {"cityscapes", 19, 255, "", "leftImg8bit/val", "_leftImg8bit.png", "gtFine/val",
      "_gtFine_labelTrainIds.png", NULL, 18, 0, 0, 1, "datasets/classnames/cityscapes.txt",
-     "Cityscapes val, 19 train ids"},
+     "Cityscapes val, 19 train ids", "val",
+     {{"train", "leftImg8bit/train", "gtFine/train", NULL}}},
     {"synth", 6, 255, "", "images", ".png", "labels", ".png", "split.txt", 5, 0, 0, 0,
      "datasets/classnames/synth.txt",
-     "synthetic shapes written by 'harness synth': background + 5 shapes"},
+     "synthetic shapes written by 'harness synth': background + 5 shapes (the root is one split's folder)",
+     "val", {{"train", "images", "labels", "split.txt"}}},
 };
 #define NREG (sizeof registry / sizeof registry[0])
+
+int hx_dataset_split(const struct hx_dataset *d, const char *split, struct hx_dataset *out)
+{
+    *out = *d;
+    if (!split || !split[0] || !strcmp(split, d->split_name))
+        return 0;
+    char names[96];
+    int k = snprintf(names, sizeof names, "%s", d->split_name);
+    for (int i = 0; i < 2 && d->other[i].name; i++) {
+        const struct hx_split *o = &d->other[i];
+        if (!strcmp(split, o->name)) {
+            out->split_name = o->name, out->image_dir = o->image_dir;
+            out->label_dir = o->label_dir, out->split = o->split;
+            return 0;
+        }
+        k += snprintf(names + k, sizeof names - (size_t)k, ", %s", o->name);
+    }
+    return hx_err(HX_EINVAL, "dataset %s has no split '%s' (splits: %s)", d->name, split, names);
+}
 
 /* COCO-Stuff ids (0-based, 0..181) that no annotation uses: the 171 others are renumbered
  * contiguously; those below 91 are the 80 thing classes. */

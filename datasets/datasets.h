@@ -33,6 +33,11 @@ enum hx_label_source {
     HX_LABELS_COCO171,    /* converted labelTrainIds: 0..170 + 255 */
 };
 
+/* Where another split of a dataset lives (relative like the fields of hx_dataset). */
+struct hx_split {
+    const char *name, *image_dir, *label_dir, *split;
+};
+
 struct hx_dataset {
     const char *name;
     int num_classes;
@@ -49,12 +54,18 @@ struct hx_dataset {
     int city_subdirs;          /* ids are "city/name" (Cityscapes) */
     const char *classnames;    /* default class-name list, relative to the repository */
     const char *summary;
+    const char *split_name;    /* the split the folders above hold: "val" */
+    struct hx_split other[2];  /* the other splits in the standard layout (name NULL: none) */
 };
 
 size_t hx_dataset_count(void);
 const struct hx_dataset *hx_dataset_at(size_t i);
 /* NULL when no dataset has that name. */
 const struct hx_dataset *hx_dataset_find(const char *name);
+
+/* d with its folders for the named split ("" or NULL: d's own, usually "val"); HX_EINVAL
+ * naming the dataset and its splits when it has no such split. */
+int hx_dataset_split(const struct hx_dataset *d, const char *split, struct hx_dataset *out);
 
 /* The sample ids: the split file's lines, or the sorted stems of image_dir (for
  * Cityscapes "city/stem" from one level of city folders). */

@@ -352,6 +352,7 @@ static cJSON *point_json(const struct hx_xp *xp, const struct point_state *s)
     cJSON_AddStringToObject(o, "method", p->method);
     cJSON_AddStringToObject(o, "dataset", p->dataset);
     cJSON_AddStringToObject(o, "root", p->root);
+    cJSON_AddStringToObject(o, "split", p->split);
     cJSON_AddNumberToObject(o, "limit", p->limit);
     cJSON_AddNumberToObject(o, "images", (double)s->images);
     cJSON *pr = cJSON_AddObjectToObject(o, "protocol");
@@ -739,13 +740,17 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
                      struct progress *pr)
 {
     const struct hx_xp_point *p0 = &xp->points[members[0]];
-    const struct hx_dataset *d = hx_dataset_find(p0->dataset);
-    if (!d)
+    const struct hx_dataset *reg = hx_dataset_find(p0->dataset);
+    if (!reg)
         return hx_err(HX_EINVAL, "dataset.name: unknown dataset '%s' (see 'harness datasets')",
                       p0->dataset);
+    struct hx_dataset split;
+    const struct hx_dataset *d = &split;
     char **ids = NULL;
     size_t nall = 0;
-    int rc = hx_dataset_ids(d, p0->root, &ids, &nall);
+    int rc = hx_dataset_split(reg, p0->split, &split);
+    if (!rc)
+        rc = hx_dataset_ids(d, p0->root, &ids, &nall);
     if (rc)
         return rc;
     size_t limit = o->limit > 0 ? (size_t)o->limit : (size_t)p0->limit, nids = nall;

@@ -1,5 +1,7 @@
 #include "harness/xpconfig.h"
 
+#include "datasets/datasets.h"
+
 #include "harness/atomicio.h"
 #include "harness/error.h"
 #include "harness/llm.h"
@@ -25,6 +27,7 @@ static const struct field {
     {"dataset", K_OBJ},
     {"dataset.name", K_STR},
     {"dataset.root", K_STR},
+    {"dataset.split", K_STR},
     {"dataset.limit", K_INT},
     {"dataset.classnames", K_STR_NULL},
     {"protocol", K_OBJ},
@@ -304,6 +307,14 @@ static int resolve_point(const struct parse *ps, const int *idx, const char *nam
     if (!cJSON_IsString(v = GET("dataset.root")))
         return hx_err(HX_EINVAL, "dataset.root: required");
     copy_str(p->root, sizeof p->root, v, "");
+    copy_str(p->split, sizeof p->split, GET("dataset.split"), "");
+    const struct hx_dataset *ds = hx_dataset_find(p->dataset);
+    if (ds) { /* an unknown dataset is reported when the run needs it */
+        struct hx_dataset sp;
+        if ((rc = hx_dataset_split(ds, p->split, &sp)))
+            return hx_err(rc, "dataset.split: %s", hx_errmsg());
+        snprintf(p->split, sizeof p->split, "%s", sp.split_name);
+    }
     v = GET("dataset.limit");
     p->limit = v ? v->valueint : 0;
     if (p->limit < 0)
@@ -465,8 +476,8 @@ static int resolve_rest(const struct parse *ps, const int *idx, const char *name
         hx_ssp_view_key(&p->ssp, view, sizeof view);
     else
         hx_view_key(&p->params, view, sizeof view);
-    snprintf(p->feature_key, sizeof p->feature_key, "%s|%s|%s|%s|%s|%d|%s", p->backend,
-             p->model, p->variant, p->dataset, p->root, p->limit, view);
+    snprintf(p->feature_key, sizeof p->feature_key, "%s|%s|%s|%s|%s|%s|%d|%s", p->backend,
+             p->model, p->variant, p->dataset, p->root, p->split, p->limit, view);
     size_t k = 0;
     p->label[0] = 0;
     for (int a = 0; a < ps->naxes; a++) {

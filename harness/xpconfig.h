@@ -57,6 +57,7 @@ struct hx_xp_point {
     char values[16][96];           /* [naxes] each axis's value at this point, as printed */
     char backend[32], model[HX_XP_PATH], variant[32], method[32];
     char dataset[32], root[HX_XP_PATH], classnames[HX_XP_PATH];
+    char split[32];                /* the dataset's split, resolved ("val" by default) */
     int limit;                     /* images; 0 = all */
     struct hx_dense_params params;    /* backend clip */
     int simseg;                       /* backend simseg: the SimSeg protocol with */

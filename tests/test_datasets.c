@@ -123,6 +123,43 @@ START_TEST(voc_labels_and_ids)
 }
 END_TEST
 
+/* Another split of the standard layout: its own id list or folders; unknown splits named. */
+START_TEST(splits_choose_folders)
+{
+    const struct hx_dataset *voc = hx_dataset_find("voc21"), *ade = hx_dataset_find("ade150");
+    struct hx_dataset d;
+    ck_assert_int_eq(hx_dataset_split(voc, "", &d), 0);
+    ck_assert_str_eq(d.split, voc->split);
+    ck_assert_int_eq(hx_dataset_split(voc, "trainval", &d), 0);
+    ck_assert_str_eq(d.split, "ImageSets/Segmentation/trainval.txt");
+    ck_assert_str_eq(d.split_name, "trainval");
+    ck_assert_int_eq(hx_dataset_split(ade, "train", &d), 0);
+    ck_assert_str_eq(d.image_dir, "images/training");
+    ck_assert_str_eq(d.label_dir, "annotations/training");
+    ck_assert_int_eq(hx_dataset_split(ade, "trainval", &d), HX_EINVAL);
+    ck_assert_str_eq(hx_errmsg(), "dataset ade150 has no split 'trainval' (splits: val, train)");
+
+    /* the ids of VOC's train split come from train.txt */
+    char dir[512], cmd[2048], path[700];
+    snprintf(dir, sizeof dir, "%s", hx_tmpdir());
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/VOCdevkit/VOC2012/JPEGImages %s/VOCdevkit/VOC2012/"
+             "SegmentationClass %s/VOCdevkit/VOC2012/ImageSets/Segmentation", dir, dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt", dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "2008_000001\n2008_000002\n");
+    fclose(f);
+    char **ids;
+    size_t n;
+    ck_assert_int_eq(hx_dataset_split(voc, "train", &d), 0);
+    ck_assert_msg(hx_dataset_ids(&d, dir, &ids, &n) == 0, "%s", hx_errmsg());
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(ids[1], "2008_000002");
+    hx_dataset_ids_free(ids, n);
+    ck_assert_int_ne(hx_dataset_ids(voc, dir, &ids, &n), 0); /* no val.txt there */
+}
+END_TEST
+
 START_TEST(voc_errors_name_files)
 {
     const char *r = voc_root();
@@ -584,6 +621,7 @@ Suite *suite_datasets(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, voc_labels_and_ids);
     tcase_add_test(tc, voc_errors_name_files);
+    tcase_add_test(tc, splits_choose_folders);
     tcase_add_test(tc, coco_remaps_match_reference);
     tcase_add_test(tc, ade_reduce_zero_label);
     tcase_add_test(tc, cityscapes_train_ids);

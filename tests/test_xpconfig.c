@@ -57,6 +57,25 @@ START_TEST(presets_then_overrides)
 }
 END_TEST
 
+/* dataset.split: "val" unless given, validated against the dataset's splits, and part of
+ * what separates feature groups (different images) */
+START_TEST(dataset_split)
+{
+    struct hx_xp *xp;
+    const char *j = "{\"model\": \"m\", \"dataset\": {\"name\": \"voc21\", \"root\": \"r\","
+                    " \"split\": [\"val\", \"train\"]}}";
+    ck_assert_msg(hx_xp_parse(&xp, j, "s") == 0, "%s", hx_errmsg());
+    ck_assert_int_eq(xp->npoints, 2);
+    ck_assert_str_eq(xp->points[0].split, "val");
+    ck_assert_str_eq(xp->points[1].split, "train");
+    ck_assert_str_ne(xp->points[0].feature_key, xp->points[1].feature_key);
+    hx_xp_free(xp);
+    ck_assert_msg(hx_xp_parse(&xp, "{" BASE "}", "s") == 0, "%s", hx_errmsg());
+    ck_assert_str_eq(xp->points[0].split, "val");
+    hx_xp_free(xp);
+}
+END_TEST
+
 static void expect_error(const char *json, const char *fragment)
 {
     struct hx_xp *xp = NULL;
@@ -83,6 +102,11 @@ START_TEST(errors_name_the_key_path)
     expect_error("{" BASE ", \"k\": 1,\n \"k\": 2}", "twice");
     expect_error("{" BASE ",\n \"k\": }", "line 2");
     expect_error("[1, 2]", "JSON object");
+    expect_error("{\"model\": \"m\", \"dataset\": {\"name\": \"voc21\", \"root\": \"r\", "
+                 "\"split\": \"tset\"}}", "dataset.split: dataset voc21 has no split 'tset' "
+                 "(splits: val, train, trainval)");
+    expect_error("{\"model\": \"m\", \"dataset\": {\"name\": \"voc21\", \"root\": \"r\", "
+                 "\"split\": 1}}", "dataset.split");
 }
 END_TEST
 
@@ -93,6 +117,7 @@ Suite *suite_xpconfig(void)
     tcase_add_test(tc, sweeps_the_cartesian_product_in_order);
     tcase_add_test(tc, presets_then_overrides);
     tcase_add_test(tc, errors_name_the_key_path);
+    tcase_add_test(tc, dataset_split);
     suite_add_tcase(s, tc);
     return s;
 }
