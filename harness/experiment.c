@@ -129,8 +129,9 @@ static void point_state_free(struct point_state *s)
     hx_metrics_free(s->metrics);
 }
 
-/* The point's subclass lists: a JSON file, or an LLM request answered through the cache. */
-static int load_subclasses(const struct hx_xp_point *p, char *const *firsts, int C,
+/* The point's subclass lists: a JSON file, or an LLM request answered through the cache
+ * (offline: from the cache only, nothing sent). */
+static int load_subclasses(const struct hx_xp_point *p, char *const *firsts, int C, int offline,
                            struct hx_subclasses *out)
 {
     memset(out, 0, sizeof *out);
@@ -146,6 +147,7 @@ static int load_subclasses(const struct hx_xp_point *p, char *const *firsts, int
     hx_llm_request_defaults(&req);
     int rc = obj ? hx_llm_request_from_json(&req, obj, "subclasses.llm") : HX_ENOMEM;
     if (!rc) {
+        req.offline |= offline;
         snprintf(dir, sizeof dir, "%s/llm", p->cache);
         rc = hx_llm_subclasses(&req, (const char *const *)firsts, C, dir, out, &rep);
         if (rc == HX_ENET)
@@ -165,15 +167,32 @@ static int n_names(const struct point_state *s, int c)
     return s->p->simseg ? 1 : s->cn.nsyn[c];
 }
 
-/* Classes, names, subclasses and template-averaged embeddings -> the point's text bank.
+/* A point's prompts: per query name, the name then (first name only) its subclasses, each
+ * in every template. */
+struct point_texts {
+    int N, M, nt;   /* query names, strings (names and subclasses), templates */
+    int *name_sub;  /* [N] subclasses of each name */
+    char **texts;   /* [M * nt] */
+};
+
+static void point_texts_free(struct point_texts *t)
+{
+    for (int i = 0; t->texts && i < t->M * t->nt; i++)
+        free(t->texts[i]);
+    free(t->texts), free(t->name_sub);
+    memset(t, 0, sizeof *t);
+}
+
+/* Classes, names and subclasses -> the point's prompts; sets s->cn and s->name_class.
  * *unmatched receives the classes (other than class 0) that the subclass lists do not name.
  * SimSeg: background (class 0) gets no subclasses. */
-static int build_bank(struct point_state *s, const struct hx_dataset *d, struct model *mo,
-                      char *unmatched, size_t ulen)
+static int point_texts(struct point_state *s, const struct hx_dataset *d, int offline,
+                       struct point_texts *t, char *unmatched, size_t ulen)
 {
     const struct hx_xp_point *p = s->p;
     char plain[256];
     const char *list = p->classnames[0] ? p->classnames : NULL;
+    memset(t, 0, sizeof *t);
     unmatched[0] = 0;
     if (!list && p->literal_background) { /* ClearCLIP: the literal "background" variant */
         snprintf(plain, sizeof plain, "datasets/classnames/%s_plain.txt", d->name);
@@ -184,20 +203,24 @@ static int build_bank(struct point_state *s, const struct hx_dataset *d, struct 
     if (rc)
         return rc;
     char **templates = NULL;
+    const char **strings = NULL;
     struct hx_subclasses sc = {0};
-    int nt = 0, C = s->cn.n, N = 0, *cls_list = NULL;
+    int C = s->cn.n, nt = 0, *cls_list = NULL;
     char **firsts = malloc(sizeof *firsts * C);
     if (!firsts)
         return HX_ENOMEM;
     for (int c = 0; c < C; c++) {
         firsts[c] = s->cn.syn[c][0];
-        N += n_names(s, c);
+        t->N += n_names(s, c);
     }
     if ((rc = hx_templates_read(p->templates, &templates, &nt)) ||
-        (rc = load_subclasses(p, firsts, C, &sc)))
+        (rc = load_subclasses(p, firsts, C, offline, &sc)))
         goto done;
+    t->nt = nt;
     cls_list = malloc(sizeof *cls_list * C);
-    if (!cls_list) {
+    t->name_sub = calloc(t->N, sizeof *t->name_sub);
+    s->name_class = calloc(t->N, sizeof *s->name_class);
+    if (!cls_list || !t->name_sub || !s->name_class) {
         rc = HX_ENOMEM;
         goto done;
     }
@@ -207,70 +230,68 @@ static int build_bank(struct point_state *s, const struct hx_dataset *d, struct 
         if (sc.n && cls_list[c] < 0 && c > 0 && u + 2 < ulen)
             u += (size_t)snprintf(unmatched + u, ulen - u, "%s%s", u ? ", " : "", firsts[c]);
     }
-    /* strings: per name, the name then (first name only) its subclasses */
-    int *name_sub = calloc(N, sizeof *name_sub);
-    s->name_class = calloc(N, sizeof *s->name_class);
-    int M = 0;
-    if (!name_sub || !s->name_class) {
-        free(name_sub);
-        rc = HX_ENOMEM;
-        goto done;
-    }
     for (int c = 0, k = 0; c < C; c++)
         for (int j = 0; j < n_names(s, c); j++, k++) {
             s->name_class[k] = c;
-            name_sub[k] = j == 0 && cls_list[c] >= 0 && !(p->simseg && c == 0)
-                              ? sc.nsub[cls_list[c]] : 0;
-            M += 1 + name_sub[k];
+            t->name_sub[k] = j == 0 && cls_list[c] >= 0 && !(p->simseg && c == 0)
+                                 ? sc.nsub[cls_list[c]] : 0;
+            t->M += 1 + t->name_sub[k];
         }
-    const char **strings = malloc(sizeof *strings * M);
-    char **texts = calloc((size_t)M * nt, sizeof *texts);
-    float *temb = NULL, *emb = NULL;
-    int E = 0;
-    if (!strings || !texts) {
+    strings = malloc(sizeof *strings * t->M);
+    t->texts = calloc((size_t)t->M * t->nt, sizeof *t->texts);
+    if (!strings || !t->texts) {
         rc = HX_ENOMEM;
-        goto texts_done;
+        goto done;
     }
     for (int c = 0, k = 0, m = 0; c < C; c++)
         for (int j = 0; j < n_names(s, c); j++, k++) {
             strings[m++] = s->cn.syn[c][j];
-            for (int i = 0; i < name_sub[k]; i++)
+            for (int i = 0; i < t->name_sub[k]; i++)
                 strings[m++] = sc.sub[cls_list[c]][i];
         }
-    for (int m = 0; m < M; m++)
-        for (int t = 0; t < nt; t++)
-            if (!(texts[(size_t)m * nt + t] = hx_template_fill(templates[t], strings[m]))) {
+    for (int m = 0; m < t->M; m++)
+        for (int i = 0; i < t->nt; i++)
+            if (!(t->texts[(size_t)m * t->nt + i] = hx_template_fill(templates[i], strings[m]))) {
                 rc = HX_ENOMEM;
-                goto texts_done;
+                goto done;
             }
-    if ((rc = model_dim(mo, &E)))
-        goto texts_done;
-    temb = malloc(sizeof(float) * (size_t)M * nt * E);
-    emb = malloc(sizeof(float) * (size_t)M * E);
-    if (!temb || !emb) {
-        rc = HX_ENOMEM;
-        goto texts_done;
-    }
-    if ((rc = hx_text_cache_embed(p->cache, mo->fingerprint, E, encode_texts, mo,
-                                  (const char *const *)texts, M * nt, temb, NULL)))
-        goto texts_done;
-    hx_template_mean(temb, M, nt, E, emb);
-    if ((rc = hx_text_bank_create(&s->bank, emb, name_sub, N, E)))
-        goto texts_done;
-    s->q = (struct hx_queries){s->bank, s->name_class, C, p->ens};
-texts_done:
-    for (int i = 0; texts && i < M * nt; i++)
-        free(texts[i]);
-    free(texts);
-    free(strings);
-    free(temb);
-    free(emb);
-    free(name_sub);
 done:
+    if (rc)
+        point_texts_free(t);
     hx_templates_free(templates, nt);
     hx_subclasses_free(&sc);
-    free(cls_list);
-    free(firsts);
+    free(strings), free(cls_list), free(firsts);
+    return rc;
+}
+
+/* The point's prompts, embedded through the text cache and template-averaged -> its text
+ * bank and queries. */
+static int build_bank(struct point_state *s, const struct hx_dataset *d, struct model *mo,
+                      char *unmatched, size_t ulen)
+{
+    struct point_texts t;
+    int rc = point_texts(s, d, 0, &t, unmatched, ulen), E = 0;
+    if (rc)
+        return rc;
+    float *temb = NULL, *emb = NULL;
+    if ((rc = model_dim(mo, &E)))
+        goto done;
+    temb = malloc(sizeof(float) * (size_t)t.M * t.nt * E);
+    emb = malloc(sizeof(float) * (size_t)t.M * E);
+    if (!temb || !emb) {
+        rc = HX_ENOMEM;
+        goto done;
+    }
+    if ((rc = hx_text_cache_embed(s->p->cache, mo->fingerprint, E, encode_texts, mo,
+                                  (const char *const *)t.texts, t.M * t.nt, temb, NULL)))
+        goto done;
+    hx_template_mean(temb, t.M, t.nt, E, emb);
+    if ((rc = hx_text_bank_create(&s->bank, emb, t.name_sub, t.N, E)))
+        goto done;
+    s->q = (struct hx_queries){s->bank, s->name_class, s->cn.n, s->p->ens};
+done:
+    point_texts_free(&t);
+    free(temb), free(emb);
     return rc;
 }
 
@@ -736,6 +757,33 @@ static int eval_images(struct group *g)
     return rc;
 }
 
+/* A dry run's line for one point: its prompts and how many the text cache lacks, or that its
+ * subclass lists still need the LLM. Reads caches only. */
+static int dry_point(const struct hx_run_opts *o, const struct hx_xp_point *p,
+                     const struct hx_dataset *d, struct model *mo)
+{
+    struct point_state s;
+    memset(&s, 0, sizeof s);
+    s.p = p;
+    struct point_texts t;
+    char unmatched[1024];
+    const char *label = p->label[0] ? p->label : "(single point)";
+    int E = 0, missing = 0, rc = point_texts(&s, d, 1, &t, unmatched, sizeof unmatched);
+    if (rc == HX_ENET) {
+        say(o, 0, "  point %3d  %s: subclasses not all cached, the run asks the LLM (%s)\n",
+            p->index, label, hx_errmsg());
+        rc = 0;
+    } else if (!rc && !(rc = model_dim(mo, &E)) &&
+               !(rc = hx_text_cache_missing(p->cache, mo->fingerprint, E,
+                                            (const char *const *)t.texts, t.M * t.nt, &missing))) {
+        say(o, 0, "  point %3d  %s: %d prompts, %d to encode\n", p->index, label, t.M * t.nt,
+            missing);
+    }
+    point_texts_free(&t);
+    point_state_free(&s);
+    return rc;
+}
+
 static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *members, int nm,
                      struct progress *pr)
 {
@@ -785,10 +833,8 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
             cached += hx_featcache_has(&fc, ids[i]);
         say(o, 0, "group %s / %s / %s: %d point(s), %zu images: %zu cached, %zu to encode\n",
             p0->model, p0->variant, view, nm, nids, cached, nids - cached);
-        for (int k = 0; k < nm; k++)
-            say(o, 0, "  point %3d  %s\n", members[k],
-                xp->points[members[k]].label[0] ? xp->points[members[k]].label
-                                                : "(single point)");
+        for (int k = 0; k < nm && !rc; k++)
+            rc = dry_point(o, &xp->points[members[k]], d, &mo);
         goto done;
     }
 

@@ -17,6 +17,10 @@
 
 #define FORMAT_VERSION 2 /* 2: the four-lane hx_hash64 */
 
+/* HDF5 (as Debian builds it) is not thread-safe: the image loop's workers share one cache,
+ * so every call into the library goes through this lock. */
+static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static inline uint64_t rotl64(uint64_t v, int r) { return v << r | v >> (64 - r); }
 
 uint64_t hx_hash64(const void *data, size_t n, uint64_t seed)
@@ -100,7 +104,7 @@ int hx_featcache_open(struct hx_featcache *c, const char *cache_dir, const char 
                          view) >= sizeof c->dir)
         return hx_err(HX_EINVAL, "cache path too long under %s", cache_dir);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return hx_mkdirs(c->dir);
+    return 0; /* the folder is made by the first put */
 }
 
 /* <dir>/<id with '/' as %2F>.h5 */
@@ -195,6 +199,8 @@ static int featcache_put_unlocked(struct hx_featcache *c, const char *id,
     if (rc)
         return rc;
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    if ((rc = hx_mkdirs(c->dir)))
+        return rc;
     size_t nd = (size_t)f->nw * f->T * f->E;
     uint16_t *half = NULL;
     int32_t *wins = hx_malloc(sizeof(int32_t) * 6 * (size_t)f->nw, "window table");
@@ -585,9 +591,36 @@ done:
     return rc;
 }
 
-/* HDF5 (as Debian builds it) is not thread-safe: the image loop's workers share one cache,
- * so every call into the library goes through this lock. */
-static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
+int hx_text_cache_missing(const char *cache_dir, const char *fingerprint, int E,
+                          const char *const *texts, int n, int *missing)
+{
+    char path[1300];
+    struct text_table t;
+    struct text_index ix = {0};
+    snprintf(path, sizeof path, "%s/text/%s.h5", cache_dir, fingerprint);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    pthread_mutex_lock(&h5_lock);
+    text_table_read(path, E, &t); /* replaced by rename: a read needs no lock file */
+    pthread_mutex_unlock(&h5_lock);
+    char **all = realloc(t.texts, sizeof *all * (size_t)(t.n + n + 1));
+    int rc = all ? 0 : HX_ENOMEM, old = t.n;
+    if (all)
+        t.texts = all;
+    if (!rc && !(rc = index_build(&ix, t.texts, t.n + n))) {
+        for (int i = 0; i < old; i++)
+            index_insert(&ix, t.texts, i);
+        *missing = 0;
+        for (int i = 0; i < n; i++) /* borrowed pointers past old: counted, never freed */
+            if (index_find(&ix, t.texts, texts[i]) < 0) {
+                t.texts[old + *missing] = (char *)texts[i];
+                index_insert(&ix, t.texts, old + (*missing)++);
+            }
+    }
+    free(ix.slot);
+    text_table_free(&t);
+    return rc;
+}
+
 
 int hx_featcache_put(struct hx_featcache *c, const char *id, const struct hx_dense_feats *f)
 {

@@ -38,7 +38,7 @@ struct hx_featcache {
     size_t hits, misses, corrupt;
 };
 
-/* Prepare (and create) the folder for one backend fingerprint and view key. */
+/* The folder for one backend fingerprint and view key (made by the first put). */
 int hx_featcache_open(struct hx_featcache *c, const char *cache_dir, const char *fingerprint,
                       const char *view, int f16);
 
@@ -56,6 +56,9 @@ int hx_featcache_has(const struct hx_featcache *c, const char *id);
  * text/<fingerprint>.h5 are encoded with one call of `encode` (duplicates once) and added
  * to it. *computed (may be NULL) receives how many were encoded. */
 typedef int (*hx_text_encode_fn)(void *ctx, const char *const *texts, int n, float *out);
+/* How many distinct texts of texts[n] the cache lacks (read only: for dry runs). */
+int hx_text_cache_missing(const char *cache_dir, const char *fingerprint, int E,
+                          const char *const *texts, int n, int *missing);
 int hx_text_cache_embed(const char *cache_dir, const char *fingerprint, int E,
                         hx_text_encode_fn encode, void *ctx, const char *const *texts, int n,
                         float *out, int *computed);

@@ -212,7 +212,19 @@ START_TEST(sweep_end_to_end)
     snprintf(path, sizeof path, "%s/dry.txt", dir);
     out = slurp(path);
     ck_assert_msg(strstr(out, "2 cached, 0 to encode"), "dry run:\n%s", out);
+    ck_assert_msg(strstr(out, "prompts, 0 to encode"), "dry run, texts:\n%s", out);
     free(out);
+    /* against an empty cache: everything to compute, and nothing written */
+    snprintf(cmd, sizeof cmd, "sed 's|%s/cache|%s/empty|' %s > %s/xp2.json && %s run "
+             "%s/xp2.json --dry-run > %s/dry2.txt", dir, dir, cfg, dir, hx_harness_bin(), dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/dry2.txt", dir);
+    out = slurp(path);
+    ck_assert_msg(strstr(out, "0 cached, 2 to encode") && !strstr(out, " 0 to encode"),
+                  "dry run on an empty cache:\n%s", out);
+    free(out);
+    snprintf(path, sizeof path, "%s/empty", dir);
+    ck_assert_msg(access(path, F_OK) != 0, "a dry run created %s", path);
 
     /* `table` regenerates the tables elsewhere */
     snprintf(cmd, sizeof cmd, "mkdir -p %s/paper && %s table --out %s/paper %s/results", dir,
