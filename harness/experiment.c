@@ -301,7 +301,9 @@ struct progress {
     double t0, last;
 };
 
-static void progress(const struct hx_run_opts *o, struct progress *pr, size_t done, size_t total)
+/* A redrawn bar on a terminal, a line every 5 s otherwise; `what` names the phase. */
+static void progress(const struct hx_run_opts *o, struct progress *pr, const char *what,
+                     size_t done, size_t total)
 {
     double t = now(), el = t - pr->t0;
     if (done < total && t - pr->last < (o->tty ? 0.2 : 5.0))
@@ -310,11 +312,11 @@ static void progress(const struct hx_run_opts *o, struct progress *pr, size_t do
     double rate = el > 0 ? done / el : 0, eta = rate > 0 ? (total - done) / rate : 0;
     if (o->tty) {
         int width = 30, fill = total ? (int)(width * done / total) : width;
-        say(o, 1, "\rrun [%.*s%*s] %zu/%zu  %.1f img/s  ETA %.0fs %s", fill,
+        say(o, 1, "\r%-6s [%.*s%*s] %zu/%zu  %.1f img/s  ETA %.0fs %s", what, fill,
             "##############################", width - fill, "", done, total, rate, eta,
             done == total ? "\n" : "");
     } else {
-        say(o, 1, "run: %zu/%zu images, %.1f img/s, ETA %.0f s\n", done, total, rate, eta);
+        say(o, 1, "%s: %zu/%zu images, %.1f img/s, ETA %.0f s\n", what, done, total, rate, eta);
     }
 }
 
@@ -594,13 +596,18 @@ static int encode_missing(struct group *g)
     struct hx_image im = {0};
     struct hx_dense_feats f = {0};
     int rc = 0;
-    for (size_t i = 0; i < g->nids && !rc; i++) {
+    size_t missing = 0, done = 0;
+    for (size_t i = 0; i < g->nids; i++)
+        missing += !hx_featcache_has(g->fc, g->ids[i]);
+    for (size_t i = 0; i < g->nids && !rc && done < missing; i++) {
         if (hx_featcache_has(g->fc, g->ids[i]))
             continue;
         if (!(rc = load_image(g, g->ids[i], &im)))
             rc = encode(g, g->ids[i], &im, &f);
         hx_dense_feats_free(&f);
         hx_image_free(&im);
+        if (!rc)
+            progress(g->o, g->pr, "encode", ++done, missing);
     }
     return rc;
 }
@@ -714,7 +721,7 @@ static void eval_range(void *ctx, int w0, int w1)
                 snprintf(g->err, sizeof g->err, "%s", hx_errmsg());
             }
             if (!rc)
-                progress(g->o, g->pr, ++g->done, g->nids);
+                progress(g->o, g->pr, "run", ++g->done, g->nids);
             pthread_mutex_unlock(&g->lock);
             if (rc)
                 break;

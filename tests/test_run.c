@@ -100,6 +100,9 @@ START_TEST(sweep_end_to_end)
     snprintf(path, sizeof path, "%s/err1.txt", dir);
     char *err = slurp(path);
     ck_assert_msg(strstr(err, "2 encoded"), "first run should encode both images:\n%s", err);
+    /* progress off a terminal: plain lines, the last of each phase always printed */
+    ck_assert_msg(strstr(err, "encode: 2/2 images") && strstr(err, "run: 2/2 images"),
+                  "no progress lines:\n%s", err);
     free(err);
 
     snprintf(path, sizeof path, "%s/results/summary.json", dir);
