@@ -220,6 +220,69 @@ START_TEST(concurrent_text_writers_keep_all_entries)
 }
 END_TEST
 
+/* Two processes writing the same image entries while a third reads them: every read is a
+ * miss or the complete entry, never a damaged one, and no temporary file is left behind.
+ * (Entries are written aside under a per-process name and renamed into place.) */
+START_TEST(concurrent_feature_writers_never_expose_partial_entries)
+{
+    const char *dir = hx_tmpdir();
+    struct hx_dense_feats want[8];
+    for (int i = 0; i < 8; i++)
+        make_feats(&want[i], 100 + i);
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            struct hx_featcache c;
+            if (hx_featcache_open(&c, dir, "fp", "v", 0))
+                _exit(1);
+            for (int round = 0; round < 15; round++)
+                for (int i = 0; i < 8; i++) {
+                    char id[16];
+                    snprintf(id, sizeof id, "img%d", (i + k * 3) % 8);
+                    if (hx_featcache_put(&c, id, &want[(i + k * 3) % 8]))
+                        _exit(2);
+                }
+            _exit(0);
+        }
+    }
+    struct hx_featcache c;
+    ck_assert_int_eq(hx_featcache_open(&c, dir, "fp", "v", 0), 0);
+    int hits = 0;
+    for (int round = 0; round < 200; round++) {
+        char id[16];
+        struct hx_dense_feats got;
+        snprintf(id, sizeof id, "img%d", round % 8);
+        int rc = hx_featcache_get(&c, id, &got);
+        ck_assert_msg(rc == 0 || rc == HX_ENOTFOUND, "%s", hx_errmsg());
+        if (rc == 0) {
+            assert_same(&want[round % 8], &got, 0);
+            hx_dense_feats_free(&got);
+            hits++;
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        int status;
+        waitpid(kids[k], &status, 0);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    ck_assert_uint_eq(c.corrupt, 0);
+    for (int i = 0; i < 8; i++) {
+        char id[16];
+        struct hx_dense_feats got;
+        snprintf(id, sizeof id, "img%d", i);
+        ck_assert_int_eq(hx_featcache_get(&c, id, &got), 0);
+        assert_same(&want[i], &got, 0);
+        hx_dense_feats_free(&got);
+        hx_dense_feats_free(&want[i]);
+    }
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "ls %s/features/fp/v | grep -qv '\\.h5$'", dir);
+    ck_assert_msg(system(cmd) != 0, "temporary files left in %s/features/fp/v", dir);
+    (void)hits;
+}
+END_TEST
+
 Suite *suite_featcache(void)
 {
     Suite *s = suite_create("featcache");
@@ -229,6 +292,7 @@ Suite *suite_featcache(void)
     tcase_add_test(tc, corrupt_entries_are_not_read);
     tcase_add_test(tc, text_cache_encodes_each_text_once);
     tcase_add_test(tc, concurrent_text_writers_keep_all_entries);
+    tcase_add_test(tc, concurrent_feature_writers_never_expose_partial_entries);
     suite_add_tcase(s, tc);
     return s;
 }
