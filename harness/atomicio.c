@@ -47,6 +47,22 @@ done:
     return rc;
 }
 
+/* The process's umask, read without changing it (umask() would set it, racing other
+ * threads that create files); 022 when /proc is not there. */
+static mode_t current_umask(void)
+{
+    unsigned m = 022;
+    char line[128];
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return (mode_t)m;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Umask: %o", &m) == 1)
+            break;
+    fclose(f);
+    return (mode_t)m;
+}
+
 int hx_write_atomic(const char *path, const void *data, size_t len)
 {
     int rc = 0, fd = -1, created = 0;
@@ -62,6 +78,11 @@ int hx_write_atomic(const char *path, const void *data, size_t len)
         goto done;
     }
     created = 1;
+    /* mkstemp makes the file private (0600); the result should read like any other file */
+    if (fchmod(fd, 0666 & ~current_umask()) != 0) {
+        rc = hx_err(HX_EIO, "cannot set the mode of %s: %s", tmp, strerror(errno));
+        goto done;
+    }
     const uint8_t *p = data;
     size_t left = len;
     while (left) {

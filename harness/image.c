@@ -7,6 +7,7 @@
 #include "harness/image.h"
 #include "harness/simd.h"
 
+#include "harness/atomicio.h"
 #include "harness/error.h"
 
 #include <errno.h>
@@ -115,78 +116,46 @@ void hx_image_free(struct hx_image *im)
     im->w = im->h = 0;
 }
 
+/* stb's encoder streams the PNG into memory; the file is then written atomically. */
 struct png_sink {
-    FILE *f;
+    uint8_t *buf;
+    size_t len, cap;
     int failed;
 };
 
 static void png_sink_write(void *ctx, void *data, int size)
 {
     struct png_sink *k = ctx;
-    if (!k->failed && size > 0 && fwrite(data, 1, (size_t)size, k->f) != (size_t)size)
-        k->failed = errno ? errno : EIO;
+    if (k->failed || size <= 0)
+        return;
+    if (k->len + (size_t)size > k->cap) {
+        size_t cap = 2 * (k->len + (size_t)size);
+        uint8_t *grown = realloc(k->buf, cap);
+        if (!grown) {
+            k->failed = 1;
+            return;
+        }
+        k->buf = grown, k->cap = cap;
+    }
+    memcpy(k->buf + k->len, data, (size_t)size);
+    k->len += (size_t)size;
 }
 
 int hx_png_write(const char *path, const uint8_t *px, int w, int h, int channels)
 {
-    int rc = 0, fd = -1, made = 0;
-    char *tmp = NULL;
-    struct png_sink sink = {NULL, 0};
-
+    struct png_sink sink = {NULL, 0, 0, 0};
     /* stb's encoder sizes its buffers with int */
     if (w <= 0 || h <= 0 || (channels != 1 && channels != 3) ||
         (long long)w * h * channels > INT_MAX / 2)
         return hx_err(HX_EINVAL, "cannot write %s: bad image shape %dx%dx%d", path, w, h,
                       channels);
-    size_t plen = strlen(path);
-    tmp = hx_malloc(plen + 16, "a temporary file name");
-    if (!tmp)
-        return HX_ENOMEM;
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        rc = hx_err(HX_EIO, "cannot create a temporary file next to %s: %s", path,
-                    strerror(errno));
-        goto done;
-    }
-    made = 1;
-    (void)fchmod(fd, 0644);
-    sink.f = fdopen(fd, "wb");
-    if (!sink.f) {
-        rc = hx_err(HX_EIO, "cannot write %s: %s", tmp, strerror(errno));
-        goto done;
-    }
-    fd = -1; /* owned by sink.f now */
-    errno = 0;
-    if (!stbi_write_png_to_func(png_sink_write, &sink, w, h, channels, px, w * channels)) {
+    int rc = 0;
+    if (!stbi_write_png_to_func(png_sink_write, &sink, w, h, channels, px, w * channels) ||
+        sink.failed)
         rc = hx_err(HX_ENOMEM, "cannot encode PNG for %s (out of memory)", path);
-        goto done;
-    }
-    if (sink.failed || fflush(sink.f) != 0 || fsync(fileno(sink.f)) != 0) {
-        rc = hx_err(HX_EIO, "cannot write %s: %s", path,
-                    strerror(sink.failed ? sink.failed : errno));
-        goto done;
-    }
-    int closed = fclose(sink.f);
-    sink.f = NULL;
-    if (closed != 0) {
-        rc = hx_err(HX_EIO, "cannot write %s: %s", path, strerror(errno));
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        rc = hx_err(HX_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        goto done;
-    }
-    made = 0;
-done:
-    if (sink.f)
-        fclose(sink.f);
-    if (fd >= 0)
-        close(fd);
-    if (made)
-        unlink(tmp);
-    free(tmp);
+    else
+        rc = hx_write_atomic(path, sink.buf, sink.len);
+    free(sink.buf);
     return rc;
 }
 

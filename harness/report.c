@@ -478,7 +478,9 @@ int hx_report_tables(const char *results_dir, const char *out_dir)
         return hx_err(HX_EFORMAT, "%s: not a harness summary (name, axes, points)", path);
     }
     snprintf(path, sizeof path, "%s/%s", out_dir, name->valuestring);
-    int rc = write_tables(sum, path);
+    int rc = hx_mkdirs(out_dir);
+    if (!rc)
+        rc = write_tables(sum, path);
     cJSON_Delete(sum);
     return rc;
 }

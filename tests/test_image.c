@@ -519,7 +519,12 @@ START_TEST(png_write_round_trips_atomically)
         grey[i] = (uint8_t)(i * 13 + 5);
 
     snprintf(p, sizeof p, "%s/rgb.png", dir);
+    mode_t old = umask(027);
     ck_assert_msg(hx_png_write(p, rgb, w, h, 3) == 0, "%s", hx_errmsg());
+    umask(old);
+    struct stat st; /* the mode any new file gets, not the temporary file's private 0600 */
+    ck_assert_int_eq(stat(p, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0640);
     struct hx_image im;
     ck_assert_msg(hx_image_load(&im, p) == 0, "%s", hx_errmsg());
     ck_assert(im.w == w && im.h == h);

@@ -230,11 +230,24 @@ START_TEST(sweep_end_to_end)
     ck_assert_msg(access(path, F_OK) != 0, "a dry run created %s", path);
 
     /* `table` regenerates the tables elsewhere */
-    snprintf(cmd, sizeof cmd, "mkdir -p %s/paper && %s table --out %s/paper %s/results", dir,
-             hx_harness_bin(), dir, dir);
+    snprintf(cmd, sizeof cmd, "%s table --out %s/paper/new %s/results", hx_harness_bin(), dir,
+             dir);
     ck_assert_int_eq(system(cmd), 0);
-    snprintf(path, sizeof path, "%s/paper/t.tex", dir);
+    snprintf(path, sizeof path, "%s/paper/new/t.tex", dir);
     ck_assert_msg(access(path, R_OK) == 0, "missing %s", path);
+    /* and by default into paper/ of the working folder */
+    char bin[1024] = "";
+    if (hx_harness_bin()[0] != '/') {
+        ck_assert_ptr_nonnull(getcwd(bin, sizeof bin - 1));
+        strcat(bin, "/");
+    }
+    snprintf(cmd, sizeof cmd, "cd %s && %s%s table results", dir, bin, hx_harness_bin());
+    ck_assert_int_eq(system(cmd), 0);
+    const char *exts[] = {"md", "csv", "tex"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/paper/t.%s", dir, exts[i]);
+        ck_assert_msg(access(path, R_OK) == 0, "missing %s", path);
+    }
 }
 END_TEST
 
