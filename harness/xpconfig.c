@@ -425,7 +425,10 @@ static int resolve_rest(const struct parse *ps, const int *idx, const char *name
     if (cJSON_IsObject(v)) {
         struct hx_llm_request req;
         hx_llm_request_defaults(&req);
-        rc = hx_llm_request_from_json(&req, cJSON_GetObjectItemCaseSensitive(v, "llm"), where);
+        char llm_where[sizeof where + 8];
+        snprintf(llm_where, sizeof llm_where, "%s.llm", where);
+        rc = hx_llm_request_from_json(&req, cJSON_GetObjectItemCaseSensitive(v, "llm"),
+                                      llm_where);
         hx_llm_request_release(&req);
         if (rc)
             return rc;
@@ -476,8 +479,9 @@ static int resolve_rest(const struct parse *ps, const int *idx, const char *name
         hx_ssp_view_key(&p->ssp, view, sizeof view);
     else
         hx_view_key(&p->params, view, sizeof view);
-    snprintf(p->feature_key, sizeof p->feature_key, "%s|%s|%s|%s|%s|%s|%d|%s", p->backend,
-             p->model, p->variant, p->dataset, p->root, p->split, p->limit, view);
+    snprintf(p->feature_key, sizeof p->feature_key, "%s|%s|%s|%s|%s|%s|%d|%s|%s|%d", p->backend,
+             p->model, p->variant, p->dataset, p->root, p->split, p->limit, view, p->cache,
+             p->cache_f16);
     size_t k = 0;
     p->label[0] = 0;
     for (int a = 0; a < ps->naxes; a++) {

@@ -72,7 +72,7 @@ struct hx_xp_point {
     char output[HX_XP_PATH], cache[HX_XP_PATH];
     int cache_f16, overlays, bootstrap;
     int save_predictions;          /* write each prediction as points/<NNN>/pred/<id>.png */
-    char feature_key[3 * HX_XP_PATH]; /* equal for points that share image features */
+    char feature_key[4 * HX_XP_PATH + 256]; /* equal for points that share image features */
 };
 
 struct hx_xp_axis {

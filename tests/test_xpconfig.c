@@ -70,6 +70,14 @@ START_TEST(dataset_split)
     ck_assert_str_eq(xp->points[1].split, "train");
     ck_assert_str_ne(xp->points[0].feature_key, xp->points[1].feature_key);
     hx_xp_free(xp);
+    /* a swept cache (or its float16 switch) also separates the groups */
+    ck_assert_msg(hx_xp_parse(&xp, "{" BASE ", \"cache\": [\"a\", \"b\"], \"cache_f16\": [false, "
+                  "true]}", "s") == 0, "%s", hx_errmsg());
+    ck_assert_int_eq(xp->npoints, 4);
+    for (int i = 0; i < 4; i++)
+        for (int k = i + 1; k < 4; k++)
+            ck_assert_str_ne(xp->points[i].feature_key, xp->points[k].feature_key);
+    hx_xp_free(xp);
     ck_assert_msg(hx_xp_parse(&xp, "{" BASE "}", "s") == 0, "%s", hx_errmsg());
     ck_assert_str_eq(xp->points[0].split, "val");
     hx_xp_free(xp);
@@ -107,6 +115,9 @@ START_TEST(errors_name_the_key_path)
                  "(splits: val, train, trainval)");
     expect_error("{\"model\": \"m\", \"dataset\": {\"name\": \"voc21\", \"root\": \"r\", "
                  "\"split\": 1}}", "dataset.split");
+    expect_error("{" BASE ", \"subclasses\": {\"llm\": {\"base_url\": \"http://h/v1\", "
+                 "\"model\": \"m\", \"bogus\": 1}}}",
+                 "subclasses.llm: unknown LLM request field \"bogus\"");
 }
 END_TEST
 
