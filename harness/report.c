@@ -349,61 +349,106 @@ static int plot_miou_vs_k(const cJSON *sum, const char *path)
 }
 
 /* Per-class IoU bars of the best point, with the first point's as outlines. */
+/* Per-class IoU of the best point as horizontal bars, one row per class named on the left
+ * (names fit whatever the number of classes), the value after each bar, and a tick where
+ * the first point (usually the baseline) stands. */
 static int plot_per_class(const cJSON *sum, const char *path)
 {
     const cJSON *pts = cJSON_GetObjectItemCaseSensitive(sum, "points");
+    const cJSON *names = cJSON_GetObjectItemCaseSensitive(sum, "class_names");
     const cJSON *best = NULL, *first = cJSON_GetArrayItem(pts, 0), *p;
     cJSON_ArrayForEach(p, pts) if (!best || num(p, "mIoU") > num(best, "mIoU")) best = p;
     if (!best)
         return 0;
     const cJSON *iou = cJSON_GetObjectItemCaseSensitive(best, "IoU");
     const cJSON *iou0 = cJSON_GetObjectItemCaseSensitive(first, "IoU");
-    int C = cJSON_GetArraySize(iou);
+    int C = cJSON_GetArraySize(iou), RH = 18, BW = 400;
     if (C < 1)
         return 0;
-    int bw = C > 60 ? 6 : C > 25 ? 14 : 30;
-    struct canvas c = {100 + C * bw + 40, 520, NULL};
+    char title[256], legend[256], name[64];
+    snprintf(title, sizeof title, "per-class IoU (%%), best point #%d %.180s",
+             (int)num(best, "index"), cJSON_GetObjectItemCaseSensitive(best, "label")->valuestring);
+    snprintf(legend, sizeof legend, "tick: first point #%d %.180s", (int)num(first, "index"),
+             cJSON_GetObjectItemCaseSensitive(first, "label")->valuestring);
+    int L = 0;
+    for (int k = 0; k < C; k++) {
+        const cJSON *n = cJSON_GetArrayItem(names, k);
+        snprintf(name, sizeof name, "%.24s", cJSON_IsString(n) ? n->valuestring : "");
+        int w = text_width(name[0] ? name : "000");
+        L = w > L ? w : L;
+    }
+    L += 24;
+    int T = first != best ? 78 : 58, W = L + BW + 80, tw = text_width(title) + 20;
+    struct canvas c = {W > tw ? W : tw, T + C * RH + 40, NULL};
     c.px = malloc((size_t)c.w * c.h * 3);
     if (!c.px)
         return HX_ENOMEM;
     memset(c.px, 255, (size_t)c.w * c.h * 3);
-    int L = 80, T = 60, B = 460;
-    for (int i = 0; i <= 4; i++) {
-        int y = B - (B - T) * i / 4;
-        line(&c, L, y, L + C * bw, y, grey, 1);
-        char s[16];
-        snprintf(s, sizeof s, "%d", 25 * i);
-        text(&c, L - 10 - text_width(s), y - 6, s, black);
+    text(&c, 10, 10, title, black);
+    if (first != best) {
+        rect(&c, 10, 38, 14, 52, series[1]);
+        text(&c, 22, 36, legend, black);
     }
-    char title[512];
-    snprintf(title, sizeof title, "per-class IoU (%%): best point #%d %s",
-             (int)num(best, "index"),
-             cJSON_GetObjectItemCaseSensitive(best, "label")->valuestring);
-    text(&c, L, 14, title, black);
-    if (first != best)
-        text(&c, L, 34, "outline: first point", grey);
+    int B = T + C * RH;
+    for (int i = 0; i <= 4; i++) { /* grid and scale at 0, 25, ..., 100 */
+        int x = L + BW * i / 4;
+        line(&c, x, T - 4, x, B, grey, 1);
+        char v[8];
+        snprintf(v, sizeof v, "%d", 25 * i);
+        text(&c, x - text_width(v) / 2, B + 8, v, black);
+    }
     for (int k = 0; k < C; k++) {
         const cJSON *v = cJSON_GetArrayItem(iou, k), *v0 = cJSON_GetArrayItem(iou0, k);
-        int x = L + k * bw;
+        const cJSON *n = cJSON_GetArrayItem(names, k);
+        int y = T + k * RH;
+        if (cJSON_IsString(n))
+            snprintf(name, sizeof name, "%.24s", n->valuestring);
+        else
+            snprintf(name, sizeof name, "%d", k);
+        text(&c, L - 12 - text_width(name), y + 2, name, black);
         if (cJSON_IsNumber(v)) {
-            int y = B - (int)((B - T) * v->valuedouble / 100);
-            rect(&c, x + 1, y, x + bw - 1, B, series[0]);
+            int x = L + (int)(BW * v->valuedouble / 100);
+            rect(&c, L, y + 2, x, y + RH - 2, series[0]);
+            snprintf(name, sizeof name, "%.1f", v->valuedouble);
+            text(&c, x + 6, y + 2, name, black);
+        } else {
+            text(&c, L + 6, y + 2, "n/a", grey);
         }
         if (first != best && cJSON_IsNumber(v0)) {
-            int y = B - (int)((B - T) * v0->valuedouble / 100);
-            line(&c, x + 1, y, x + bw - 2, y, series[1], 2);
-        }
-        if (bw >= 14 || k % 10 == 0) {
-            char s[16];
-            snprintf(s, sizeof s, "%d", k);
-            text(&c, x + bw / 2 - text_width(s) / 2, B + 8, s, black);
+            int x = L + (int)(BW * v0->valuedouble / 100);
+            rect(&c, x - 1, y, x + 2, y + RH, series[1]);
         }
     }
-    line(&c, L, B, L + C * bw, B, black, 2);
-    text(&c, L + C * bw / 2 - 20, B + 34, "class", black);
+    line(&c, L, T - 4, L, B, black, 2);
     int rc = hx_png_write(path, c.px, c.w, c.h, 3);
     free(c.px);
     return rc;
+}
+
+/* The class names of a point's per_class.csv ("class,name,IoU,Acc" rows), as a JSON array;
+ * NULL when the file is unreadable. */
+static cJSON *class_names(const char *csv_path)
+{
+    uint8_t *buf;
+    size_t len;
+    if (hx_read_file(csv_path, &buf, &len))
+        return NULL;
+    cJSON *a = cJSON_CreateArray();
+    char *s = (char *)buf, *end = s + len, *line = s;
+    while (line < end) {
+        char *nl = memchr(line, '\n', (size_t)(end - line));
+        if (!nl)
+            nl = end;
+        *nl = 0;
+        char *c1 = strchr(line, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+        if (line != s && c1 && c2) { /* past the header */
+            *c2 = 0;
+            cJSON_AddItemToArray(a, cJSON_CreateString(c1 + 1));
+        }
+        line = nl + 1;
+    }
+    free(buf);
+    return a;
 }
 
 int hx_report_summary(const struct hx_xp *xp)
@@ -442,7 +487,12 @@ int hx_report_summary(const struct hx_xp *xp)
         cJSON_AddItemToArray(pts, o);
         cJSON_Delete(m);
     }
-    char path[1400], *s = cJSON_Print(sum);
+    char path[1400];
+    snprintf(path, sizeof path, "%s/points/%03d/per_class.csv", out, xp->points[0].index);
+    cJSON *cn = class_names(path);
+    if (cn)
+        cJSON_AddItemToObject(sum, "class_names", cn);
+    char *s = cJSON_Print(sum);
     snprintf(path, sizeof path, "%s/summary.json", out);
     rc = s ? write_text(path, s) : HX_ENOMEM;
     free(s);

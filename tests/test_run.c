@@ -2,6 +2,10 @@
  * result per point, each point's metrics equal `harness eval` on its saved predictions, the
  * second run reads every image feature from the cache, --resume keeps finished points, and
  * --dry-run reports the cache. */
+#include "harness/error.h"
+#include "harness/image.h"
+#include "harness/labelmap.h"
+#include "harness/report.h"
 #include "tests/mock_llm.h"
 #include "tests/test_util.h"
 
@@ -109,6 +113,9 @@ START_TEST(sweep_end_to_end)
     cJSON *sum = read_json(path);
     cJSON *pts = cJSON_GetObjectItem(sum, "points");
     ck_assert_int_eq(cJSON_GetArraySize(pts), 4);
+    cJSON *names = cJSON_GetObjectItem(sum, "class_names"); /* labels the per-class plot */
+    ck_assert_int_eq(cJSON_GetArraySize(names), 21);
+    ck_assert_str_eq(cJSON_GetArrayItem(names, 15)->valuestring, "person");
     double miou[4];
     for (int i = 0; i < 4; i++) {
         cJSON *p = cJSON_GetArrayItem(pts, i);
@@ -135,6 +142,34 @@ START_TEST(sweep_end_to_end)
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         snprintf(path, sizeof path, "%s/results/%s", dir, files[i]);
         ck_assert_msg(access(path, R_OK) == 0, "missing %s", path);
+    }
+    /* the overlay: the image, the ground truth and the saved prediction side by side */
+    {
+        struct hx_image ov, im;
+        struct hx_labelmap pred, gt;
+        snprintf(path, sizeof path, "%s/results/overlays/003-2007_000033.png", dir);
+        ck_assert_msg(hx_image_load(&ov, path) == 0, "%s", hx_errmsg());
+        snprintf(path, sizeof path, "%s/results/points/003/pred/2007_000033.png", dir);
+        ck_assert_msg(hx_labelmap_read(&pred, path) == 0, "%s", hx_errmsg());
+        snprintf(path, sizeof path, "%s/VOCdevkit/VOC2012/JPEGImages/2007_000033.jpg", dir);
+        ck_assert_msg(hx_image_load(&im, path) == 0, "%s", hx_errmsg());
+        snprintf(path, sizeof path, "%s/VOCdevkit/VOC2012/SegmentationClass/2007_000033.png", dir);
+        ck_assert_msg(hx_labelmap_read(&gt, path) == 0, "%s", hx_errmsg());
+        int w = pred.w, h = pred.h, W = ov.w, bad = 0;
+        ck_assert(W == 3 * w + 8 && ov.h == h && im.w == w && gt.w == w);
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                uint8_t cg[3], cp[3];
+                const uint8_t *row = ov.px + (size_t)y * W * 3;
+                hx_voc_color(gt.px[y * w + x], cg);
+                hx_voc_color(pred.px[y * w + x], cp);
+                bad += memcmp(row + 3 * x, im.px + 3 * ((size_t)y * w + x), 3) != 0;
+                bad += memcmp(row + 3 * (w + 4 + x), cg, 3) != 0;
+                bad += memcmp(row + 3 * (2 * w + 8 + x), cp, 3) != 0;
+            }
+        ck_assert_int_eq(bad, 0);
+        hx_image_free(&ov), hx_image_free(&im);
+        hx_labelmap_free(&pred), hx_labelmap_free(&gt);
     }
     snprintf(path, sizeof path, "%s/out1.txt", dir);
     char *out = slurp(path);
