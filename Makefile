@@ -6,7 +6,8 @@ CC      ?= cc
 OPT     ?= -O3 -march=x86-64-v2 -g
 PKGS    := openblas hdf5-serial libcjson libcurl libutf8proc zlib stb
 CPPFLAGS += -I. -I$(BUILD) -D_GNU_SOURCE $(shell pkg-config --cflags $(PKGS) check 2>/dev/null)
-CFLAGS  += -std=c11 $(OPT) -Wall -Wextra $(if $(WERROR),-Werror) -MMD -MP -fno-math-errno -fno-trapping-math
+CFLAGS  += -std=c11 $(OPT) -Wall -Wextra $(if $(WERROR),-Werror) -MMD -MP -fno-math-errno -fno-trapping-math \
+           -Wno-psabi
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 TESTLIBS := $(shell pkg-config --libs check 2>/dev/null)
 

@@ -71,7 +71,8 @@ int hx_dataset_split(const struct hx_dataset *d, const char *split, struct hx_da
             out->label_dir = o->label_dir, out->split = o->split;
             return 0;
         }
-        k += snprintf(names + k, sizeof names - (size_t)k, ", %s", o->name);
+        if ((size_t)k < sizeof names)
+            k += snprintf(names + k, sizeof names - (size_t)k, ", %s", o->name);
     }
     return hx_err(HX_EINVAL, "dataset %s has no split '%s' (splits: %s)", d->name, split, names);
 }

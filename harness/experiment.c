@@ -117,6 +117,7 @@ struct point_state {
     char dir[1200];
     size_t images;     /* evaluated: the config's limit or --limit, capped by the dataset */
     const char *fp;    /* the model's fingerprint */
+    const struct hx_dataset *d; /* with its split */
     int resumed;
     int overlays_done;
 };
@@ -167,6 +168,23 @@ static int n_names(const struct point_state *s, int c)
     return s->p->simseg ? 1 : s->cn.nsyn[c];
 }
 
+/* The class-name file a point reads: its own, ClearCLIP's literal "background" variant of
+ * the dataset's when there is one, or the dataset's. */
+static void classnames_path(const struct hx_xp_point *p, const struct hx_dataset *d, char *out,
+                            size_t len)
+{
+    if (p->classnames[0]) {
+        snprintf(out, len, "%s", p->classnames);
+        return;
+    }
+    if (p->literal_background) {
+        snprintf(out, len, "datasets/classnames/%s_plain.txt", d->name);
+        if (access(out, R_OK) == 0)
+            return;
+    }
+    snprintf(out, len, "%s", d->classnames);
+}
+
 /* A point's prompts: per query name, the name then (first name only) its subclasses, each
  * in every template. */
 struct point_texts {
@@ -190,15 +208,10 @@ static int point_texts(struct point_state *s, const struct hx_dataset *d, int of
                        struct point_texts *t, char *unmatched, size_t ulen)
 {
     const struct hx_xp_point *p = s->p;
-    char plain[256];
-    const char *list = p->classnames[0] ? p->classnames : NULL;
+    char list[HX_XP_PATH];
     memset(t, 0, sizeof *t);
     unmatched[0] = 0;
-    if (!list && p->literal_background) { /* ClearCLIP: the literal "background" variant */
-        snprintf(plain, sizeof plain, "datasets/classnames/%s_plain.txt", d->name);
-        if (access(plain, R_OK) == 0)
-            list = plain;
-    }
+    classnames_path(p, d, list, sizeof list);
     int rc = hx_dataset_classnames(d, list, &s->cn);
     if (rc)
         return rc;
@@ -410,7 +423,9 @@ static cJSON *point_json(const struct hx_xp *xp, const struct point_state *s)
             cJSON_AddItemToArray(dl, cJSON_CreateNumber(q->pamr.dilations[i]));
         cJSON_AddBoolToObject(pr, "literal_background", p->literal_background);
     }
-    add_input(o, "classnames", p->classnames);
+    char cn[HX_XP_PATH];
+    classnames_path(p, s->d, cn, sizeof cn);
+    add_input(o, "classnames", cn);
     add_input(o, "templates", p->templates);
     if (p->subclasses[0])
         add_input(o, "subclasses", p->subclasses);
@@ -850,7 +865,7 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
         struct point_state *s = &st[k];
         s->p = &xp->points[members[k]];
         snprintf(s->dir, sizeof s->dir, "%s/points/%03d", s->p->output, s->p->index);
-        s->images = nids, s->fp = fp;
+        s->images = nids, s->fp = fp, s->d = d;
         if ((rc = hx_mkdirs(s->dir)))
             goto done;
         if (o->resume && finished(xp, s)) {

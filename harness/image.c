@@ -285,6 +285,11 @@ void hx_lerp_row_ref(const struct hx_lerp *t, const float *in, float *out)
     lerp_span(t, in, out, 0, t->out);
 }
 
+HX_CLONES static void lerp_row_plain(const struct hx_lerp *t, const float *in, float *out)
+{
+    lerp_span(t, in, out, 0, t->out);
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HX_LERP_AVX512 1
@@ -303,7 +308,8 @@ __attribute__((target("avx512f"))) static void lerp_row_avx512(const struct hx_l
         }
         __mmask16 k = (__mmask16)bk[3];
         __m512 lo = _mm512_maskz_loadu_ps((__mmask16)bk[1], in + bk[0]);
-        __m512 hi = _mm512_maskz_loadu_ps((__mmask16)bk[2], in + bk[0] + LB);
+        __m512 hi = bk[2] ? _mm512_maskz_loadu_ps((__mmask16)bk[2], in + bk[0] + LB)
+                          : _mm512_setzero_ps();
         __m512 v0 = _mm512_permutex2var_ps(lo, _mm512_loadu_si512(rel), hi);
         __m512 v1 = _mm512_permutex2var_ps(lo, _mm512_loadu_si512(rel + LB), hi);
         __m512 r = _mm512_add_ps(_mm512_mul_ps(v0, _mm512_maskz_loadu_ps(k, t->l0 + o)),
@@ -321,7 +327,7 @@ void hx_lerp_row(const struct hx_lerp *t, const float *in, float *out)
         return;
     }
 #endif
-    lerp_span(t, in, out, 0, t->out);
+    lerp_row_plain(t, in, out);
 }
 
 /* Rows of the source interpolated along x, cached by row index: the rows one output row

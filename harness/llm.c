@@ -1402,7 +1402,7 @@ int hx_llm_subclasses(const struct hx_llm_request *req, const char *const *class
         rc = hx_err(HX_ENOMEM, "out of memory");
         goto done;
     }
-    if (cache_dir && (rc = mkdir_p(cache_dir)))
+    if (cache_dir && !req->offline && (rc = mkdir_p(cache_dir))) /* offline only reads */
         goto done;
 
     /* the report and the jobs */

@@ -711,7 +711,9 @@ static int score_windows(const struct hx_dense_params *p, const struct hx_querie
         }
     }
     struct score_job j = {q, f, p->logit_scale, gdot, goff, grid, 0};
+    /* one window per core at most; with a single window its GEMM keeps the BLAS threads */
     int threads = (size_t)f->nw * f->T * M * E >= (8u << 20) ? hx_default_threads() : 1;
+    threads = threads < f->nw ? threads : f->nw;
     int blas = hx_get_threads();
     if (threads > 1)
         hx_set_threads(1);

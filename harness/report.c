@@ -349,22 +349,52 @@ static int plot_miou_vs_k(const cJSON *sum, const char *path)
 }
 
 /* Per-class IoU bars of the best point, with the first point's as outlines. */
+/* The class names of a point's per_class.csv ("class,name,IoU,Acc" rows), as a JSON array;
+ * NULL when the file is unreadable. */
+static cJSON *class_names(const char *csv_path)
+{
+    uint8_t *buf;
+    size_t len;
+    if (hx_read_file(csv_path, &buf, &len))
+        return NULL;
+    cJSON *a = cJSON_CreateArray();
+    char *s = (char *)buf, *end = s + len, *line = s;
+    while (line < end) {
+        char *nl = memchr(line, '\n', (size_t)(end - line));
+        if (!nl)
+            nl = end;
+        *nl = 0;
+        char *c1 = strchr(line, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+        if (line != s && c1 && c2) { /* past the header */
+            *c2 = 0;
+            cJSON_AddItemToArray(a, cJSON_CreateString(c1 + 1));
+        }
+        line = nl + 1;
+    }
+    free(buf);
+    return a;
+}
+
 /* Per-class IoU of the best point as horizontal bars, one row per class named on the left
  * (names fit whatever the number of classes), the value after each bar, and a tick where
  * the first point (usually the baseline) stands. */
-static int plot_per_class(const cJSON *sum, const char *path)
+static int plot_per_class(const cJSON *sum, const char *out, const char *path)
 {
     const cJSON *pts = cJSON_GetObjectItemCaseSensitive(sum, "points");
-    const cJSON *names = cJSON_GetObjectItemCaseSensitive(sum, "class_names");
     const cJSON *best = NULL, *first = cJSON_GetArrayItem(pts, 0), *p;
     cJSON_ArrayForEach(p, pts) if (!best || num(p, "mIoU") > num(best, "mIoU")) best = p;
     if (!best)
         return 0;
+    char csv[1400]; /* the names from the plotted point's own table (points may differ) */
+    snprintf(csv, sizeof csv, "%s/points/%03d/per_class.csv", out, (int)num(best, "index"));
+    cJSON *names = class_names(csv);
     const cJSON *iou = cJSON_GetObjectItemCaseSensitive(best, "IoU");
     const cJSON *iou0 = cJSON_GetObjectItemCaseSensitive(first, "IoU");
     int C = cJSON_GetArraySize(iou), RH = 18, BW = 400;
-    if (C < 1)
+    if (C < 1) {
+        cJSON_Delete(names);
         return 0;
+    }
     char title[256], legend[256], name[64];
     snprintf(title, sizeof title, "per-class IoU (%%), best point #%d %.180s",
              (int)num(best, "index"), cJSON_GetObjectItemCaseSensitive(best, "label")->valuestring);
@@ -381,8 +411,10 @@ static int plot_per_class(const cJSON *sum, const char *path)
     int T = first != best ? 78 : 58, W = L + BW + 80, tw = text_width(title) + 20;
     struct canvas c = {W > tw ? W : tw, T + C * RH + 40, NULL};
     c.px = malloc((size_t)c.w * c.h * 3);
-    if (!c.px)
+    if (!c.px) {
+        cJSON_Delete(names);
         return HX_ENOMEM;
+    }
     memset(c.px, 255, (size_t)c.w * c.h * 3);
     text(&c, 10, 10, title, black);
     if (first != best) {
@@ -422,33 +454,8 @@ static int plot_per_class(const cJSON *sum, const char *path)
     line(&c, L, T - 4, L, B, black, 2);
     int rc = hx_png_write(path, c.px, c.w, c.h, 3);
     free(c.px);
+    cJSON_Delete(names);
     return rc;
-}
-
-/* The class names of a point's per_class.csv ("class,name,IoU,Acc" rows), as a JSON array;
- * NULL when the file is unreadable. */
-static cJSON *class_names(const char *csv_path)
-{
-    uint8_t *buf;
-    size_t len;
-    if (hx_read_file(csv_path, &buf, &len))
-        return NULL;
-    cJSON *a = cJSON_CreateArray();
-    char *s = (char *)buf, *end = s + len, *line = s;
-    while (line < end) {
-        char *nl = memchr(line, '\n', (size_t)(end - line));
-        if (!nl)
-            nl = end;
-        *nl = 0;
-        char *c1 = strchr(line, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
-        if (line != s && c1 && c2) { /* past the header */
-            *c2 = 0;
-            cJSON_AddItemToArray(a, cJSON_CreateString(c1 + 1));
-        }
-        line = nl + 1;
-    }
-    free(buf);
-    return a;
 }
 
 int hx_report_summary(const struct hx_xp *xp)
@@ -487,12 +494,7 @@ int hx_report_summary(const struct hx_xp *xp)
         cJSON_AddItemToArray(pts, o);
         cJSON_Delete(m);
     }
-    char path[1400];
-    snprintf(path, sizeof path, "%s/points/%03d/per_class.csv", out, xp->points[0].index);
-    cJSON *cn = class_names(path);
-    if (cn)
-        cJSON_AddItemToObject(sum, "class_names", cn);
-    char *s = cJSON_Print(sum);
+    char path[1400], *s = cJSON_Print(sum);
     snprintf(path, sizeof path, "%s/summary.json", out);
     rc = s ? write_text(path, s) : HX_ENOMEM;
     free(s);
@@ -507,7 +509,7 @@ int hx_report_summary(const struct hx_xp *xp)
             goto done;
     }
     snprintf(path, sizeof path, "%s/per_class.png", out);
-    if ((rc = plot_per_class(sum, path)))
+    if ((rc = plot_per_class(sum, out, path)))
         goto done;
 done:
     cJSON_Delete(sum);

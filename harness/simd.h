@@ -17,9 +17,8 @@
  * values bit for bit. In an HX_CLONES function a value is one AVX-512 register, two AVX2 or
  * four SSE registers. A comparison gives -1 (true) or 0 per lane. */
 #define HX_LANES 16
-/* These values are only passed between inline functions, so the warning that their calling
- * convention differs between AVX-512 and other builds does not apply. */
-#pragma GCC diagnostic ignored "-Wpsabi"
+/* (The Makefile's -Wno-psabi: these values only pass between inline functions, so GCC's
+ * note that their calling convention differs with and without AVX-512 does not apply.) */
 typedef float hx_vf __attribute__((vector_size(4 * HX_LANES)));
 typedef int32_t hx_vi __attribute__((vector_size(4 * HX_LANES)));
 

@@ -60,15 +60,15 @@ int hx_run_harness(const char *args, const char *out_file, const char *err_file)
 }
 
 static char tmproot[256];
-static int tmpcount;
 static char tmpbuf[512];
 
 /* One root per run, made before the tests fork (so every test's directories land in it)
  * and removed at the end when everything passed. */
 const char *hx_tmpdir(void)
 {
-    snprintf(tmpbuf, sizeof tmpbuf, "%s/%d-%d", tmproot, (int)getpid(), tmpcount++);
-    ck_assert_msg(mkdir(tmpbuf, 0700) == 0, "mkdir %s failed", tmpbuf);
+    /* mkdtemp, not the pid: forked tests' pids may be reused within one run */
+    snprintf(tmpbuf, sizeof tmpbuf, "%s/XXXXXX", tmproot);
+    ck_assert_msg(mkdtemp(tmpbuf) != NULL, "cannot create a folder under %s", tmproot);
     return tmpbuf;
 }
 
