@@ -206,7 +206,7 @@ static double torch_src_index(float scale, int dst, int align_corners, int cubic
 }
 
 /* Linear taps along one axis: i0, i1 and weights l0, l1 (lambda1 = (float)(src - i0)). */
-void hx_linear_taps(int in, int out, int align_corners, int *i0, int *i1, float *l0, float *l1)
+static void linear_taps(int in, int out, int align_corners, int *i0, int *i1, float *l0, float *l1)
 {
     float scale = torch_scale(in, out, align_corners);
     for (int o = 0; o < out; o++) {
@@ -263,7 +263,7 @@ int hx_lerp_init(struct hx_lerp *t, int in, int out, int align_corners)
     }
     t->in = in, t->out = out, t->i1 = t->i0 + out, t->l1 = t->l0 + out;
     t->blk = t->i1 + out, t->rel = t->blk + 4 * t->nblk;
-    hx_linear_taps(in, out, align_corners, t->i0, t->i1, t->l0, t->l1);
+    linear_taps(in, out, align_corners, t->i0, t->i1, t->l0, t->l1);
     lerp_blocks(t);
     return 0;
 }

@@ -50,16 +50,12 @@ int hx_resize_bicubic(const float *src, int c, int h, int w, float *dst, int oh,
 int hx_resize_bilinear_add(const float *src, int c, int h, int w, float *dst, int dh, int dw,
                            int y0, int x0, int oh, int ow);
 
-/* PyTorch F.interpolate(size=(oh, ow), mode="nearest") on planar float:
- * src = min(floor(dst * (float)(in/out)), in-1) in float arithmetic. */
-/* The taps of a 1-D linear resize from `in` to `out` samples, as torch computes them:
- * out[o] = in[i0[o]] * l0[o] + in[i1[o]] * l1[o]. hx_resize_bilinear applies them along x
- * to each source row, then combines two such rows with the y taps. */
-void hx_linear_taps(int in, int out, int align_corners, int *i0, int *i1, float *l0, float *l1);
-
-/* Those taps prepared once and applied to many rows of `in` samples. hx_lerp_row computes
- * each output with the same float operations as hx_lerp_row_ref (the plain loop), bit for bit,
- * with vector permutes instead of gathers where the CPU has them. */
+/* A 1-D linear resize from `in` to `out` samples with torch's taps,
+ * out[o] = in[i0[o]] * l0[o] + in[i1[o]] * l1[o], prepared once and applied to many rows.
+ * hx_resize_bilinear applies one along x to each source row, then combines two such rows
+ * with the y taps. hx_lerp_row computes each output with the same float operations as
+ * hx_lerp_row_ref (the plain loop), bit for bit, with vector permutes instead of gathers
+ * where the CPU has them. */
 struct hx_lerp {
     int in, out;
     int *i0, *i1;
@@ -71,6 +67,8 @@ void hx_lerp_free(struct hx_lerp *t);
 void hx_lerp_row(const struct hx_lerp *t, const float *in, float *out);
 void hx_lerp_row_ref(const struct hx_lerp *t, const float *in, float *out);
 
+/* PyTorch F.interpolate(size=(oh, ow), mode="nearest") on planar float:
+ * src = min(floor(dst * (float)(in/out)), in-1) in float arithmetic. */
 int hx_resize_nearest(const float *src, int c, int h, int w, float *dst, int oh, int ow);
 
 /* PIL Image.resize on 8-bit interleaved images (channels 1..4), bit-exact with Pillow 9:

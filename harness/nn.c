@@ -59,12 +59,6 @@ HX_CLONES void hx_layernorm(const float *x, int n, int d, const float *gamma, co
 
 float hx_expf(float x) { return hx_fast_expf(x); }
 
-HX_CLONES void hx_exp_inplace(float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = hx_fast_expf(x[i]);
-}
-
 HX_CLONES void hx_quick_gelu(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)

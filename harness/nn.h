@@ -78,9 +78,6 @@ static inline hx_vf hx_fast_expf_v(hx_vf x)
     return hx_vsel(under, zero, p * (hx_vf)scale);
 }
 
-/* x[i] = hx_expf(x[i]), vectorised. */
-void hx_exp_inplace(float *x, size_t n);
-
 /* Softmax over each row of x[rows, cols], in place; -INFINITY entries get weight 0. */
 void hx_softmax_rows(float *x, int rows, int cols);
 
