@@ -131,5 +131,8 @@ int hx_mkdirs(const char *path)
         }
     if (mkdir(tmp, 0777) && errno != EEXIST)
         return hx_err(HX_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    struct stat st; /* it may have existed as something else */
+    if (stat(tmp, &st) != 0 || !S_ISDIR(st.st_mode))
+        return hx_err(HX_EIO, "%s exists and is not a folder", tmp);
     return 0;
 }

@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Read all of `path`. HX_EIO naming the file on failure. */
+/* Read all of `path`. HX_EIO naming the file on failure. The buffer always has room for
+ * one byte past *len, so a caller may NUL-terminate it. */
 int hx_read_file(const char *path, uint8_t **out, size_t *len);
 
 /* Write `len` bytes atomically to `path`. HX_EIO naming the file on failure (the temporary

@@ -845,33 +845,12 @@ static uint64_t fnv1a(const char *s, uint64_t h)
     return h;
 }
 
-static int mkdir_p(const char *dir)
+/* The cache folder, made when missing, and writable. */
+static int cache_folder(const char *dir)
 {
-    char *p = strdup(dir);
-    if (!p)
-        return hx_err(HX_ENOMEM, "out of memory creating %s", dir);
-    int rc = 0;
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || *s == 0) {
-            char c = *s;
-            *s = 0;
-            if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-                rc = hx_err(HX_EIO, "cannot create the cache folder %s: %s", p, strerror(errno));
-                break;
-            }
-            *s = c;
-            if (!c)
-                break;
-        }
-    }
-    free(p);
-    if (!rc) {
-        struct stat st;
-        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-            rc = hx_err(HX_EIO, "cache folder %s is not a folder", dir);
-        else if (access(dir, W_OK) != 0)
-            rc = hx_err(HX_EIO, "cache folder %s is not writable", dir);
-    }
+    int rc = hx_mkdirs(dir);
+    if (!rc && access(dir, W_OK) != 0)
+        rc = hx_err(HX_EIO, "cache folder %s is not writable", dir);
     return rc;
 }
 
@@ -1402,7 +1381,7 @@ int hx_llm_subclasses(const struct hx_llm_request *req, const char *const *class
         rc = hx_err(HX_ENOMEM, "out of memory");
         goto done;
     }
-    if (cache_dir && !req->offline && (rc = mkdir_p(cache_dir))) /* offline only reads */
+    if (cache_dir && !req->offline && (rc = cache_folder(cache_dir))) /* offline only reads */
         goto done;
 
     /* the report and the jobs */

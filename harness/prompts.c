@@ -39,34 +39,31 @@ int hx_templates_read(const char *spec, char ***out, int *n)
     char **t = NULL;
     int k = 0, cap = 0;
     char *text = (char *)buf, *save = NULL;
-    char *z = realloc(text, len + 1);
-    if (!z) {
-        free(buf);
-        return HX_ENOMEM;
-    }
-    text = z;
-    text[len] = 0;
+    text[len] = 0; /* hx_read_file leaves room for it */
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         size_t l = strlen(line);
         if (l && line[l - 1] == '\r')
             line[--l] = 0;
         if (!l)
             continue;
-        if (!strstr(line, "{}")) {
-            free(text);
-            for (int i = 0; i < k; i++)
-                free(t[i]);
-            free(t);
-            return hx_err(HX_EFORMAT, "%s: template '%s' has no {} for the name", path, line);
-        }
-        if (k == cap) {
+        int rc = 0;
+        if (!strstr(line, "{}"))
+            rc = hx_err(HX_EFORMAT, "%s: template '%s' has no {} for the name", path, line);
+        if (!rc && k == cap) {
             cap = cap ? 2 * cap : 64;
             char **g = realloc(t, sizeof *g * cap);
-            if (!g)
-                break;
-            t = g;
+            if (g)
+                t = g;
+            else
+                rc = HX_ENOMEM;
         }
-        t[k++] = strdup(line);
+        if (!rc && !(t[k++] = strdup(line)))
+            rc = HX_ENOMEM;
+        if (rc) {
+            free(text);
+            hx_templates_free(t, k);
+            return rc == HX_ENOMEM ? hx_err(rc, "out of memory reading %s", path) : rc;
+        }
     }
     free(text);
     if (k == 0)

@@ -61,13 +61,6 @@ static int parse_kernel(const char *opt, const char *s, int n, float *v, int *pr
     return 0;
 }
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static double cpu_now(void)
 {
     struct timespec t;
@@ -140,7 +133,7 @@ static int run(int argc, char **argv)
     for (int r = 0; r < repeat; r++) {
         hx_crf_free(crf);
         crf = NULL;
-        double t0 = now(), c0 = cpu_now();
+        double t0 = cli_seconds(), c0 = cpu_now();
         if ((st = hx_crf_new(&crf, im.w, im.h, L)))
             goto fail;
         hx_crf_set_threads(crf, threads);
@@ -148,10 +141,10 @@ static int run(int argc, char **argv)
             (has_g && (st = hx_crf_add_gaussian(crf, g[0], g[1]))) ||
             (has_b && (st = hx_crf_add_bilateral(crf, b[0], b[1], im.px, b[2]))))
             goto fail;
-        double t1 = now();
+        double t1 = cli_seconds();
         if ((st = hx_crf_infer(crf, iters, q)))
             goto fail;
-        double t2 = now(), c2 = cpu_now();
+        double t2 = cli_seconds(), c2 = cpu_now();
         if (t2 - t0 < best)
             best = t2 - t0, best_lat = t1 - t0, best_inf = t2 - t1;
         if (c2 - c0 < best_cpu)

@@ -10,11 +10,9 @@
 #include "models/clip/clip.h"
 #include "models/simseg/simseg.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 static const char usage[] =
@@ -50,10 +48,6 @@ static const char usage[] =
     "\"background\" where one exists), synonyms scored by their max; the preset's templates\n"
     "(datasets/templates/imagenet80.txt or maskclip85.txt); the rule applies per name.\n"
     "Exit codes: 0 ok, 1 failure, 2 bad usage or input.\n";
-
-
-
-
 
 struct text_side {
     int N, M;            /* names (bank classes), members */

@@ -37,17 +37,6 @@ static const char usage[] =
     "                        \"background\": noise|gradient|stripes|checker}\n"
     "  DIR/split.txt         the ids, one per line\n";
 
-static int ensure_dir(const char *path)
-{
-    int rc = hx_mkdirs(path);
-    if (rc)
-        return rc;
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return 0;
-    return hx_err(HX_EIO, "%s exists and is not a directory", path);
-}
-
 /* Write everything to path.tmp, then rename: readers see the old file or the whole new one. */
 struct atomic_file {
     FILE *f;
@@ -135,9 +124,8 @@ static int run(int argc, char **argv)
         return cli_usage_error(argv[0], "missing required option --count");
     if (count < 0)
         return cli_usage_error(argv[0], "--count must be >= 0, got %d", count);
-    if (strcmp(split_s, "train") && strcmp(split_s, "val"))
+    if (hx_synth_split_parse(split_s, &split) || split == HX_SYNTH_TEST)
         return cli_usage_error(argv[0], "--split must be train or val, got '%s'", split_s);
-    hx_synth_split_parse(split_s, &split);
     if (seed < 0)
         return cli_usage_error(argv[0], "--seed must be >= 0, got %d", seed);
     if (size < 8 || size > 4096)
@@ -155,13 +143,13 @@ static int run(int argc, char **argv)
         rc = hx_err(HX_ENOMEM, "out of memory for %dx%d images", size, size);
         goto fail;
     }
-    if ((rc = ensure_dir(out)))
+    if ((rc = hx_mkdirs(out)))
         goto fail;
     snprintf(dir, sizeof dir, "%s/images", out);
-    if ((rc = ensure_dir(dir)))
+    if ((rc = hx_mkdirs(dir)))
         goto fail;
     snprintf(dir, sizeof dir, "%s/labels", out);
-    if ((rc = ensure_dir(dir)) || (rc = afile_open(&cap, out, "captions.jsonl")) ||
+    if ((rc = hx_mkdirs(dir)) || (rc = afile_open(&cap, out, "captions.jsonl")) ||
         (rc = afile_open(&ids, out, "split.txt")))
         goto fail;
     for (int i = 0; i < count; i++) {
