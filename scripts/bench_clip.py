@@ -27,11 +27,14 @@ import sys
 import time
 
 
+DEFAULT_THREADS = 2
+
+
 def _pin_threads():
     """The BLAS under torch (Debian builds it on the system libblas, e.g. OpenBLAS) starts its
     own threads, which torch.set_num_threads does not limit; they read their count from the
     environment when the library loads, so it is set here, before torch is imported."""
-    n = "2"
+    n = str(DEFAULT_THREADS)
     for i, arg in enumerate(sys.argv):
         if arg == "--threads" and i + 1 < len(sys.argv):
             n = sys.argv[i + 1]
@@ -141,7 +144,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="224,448")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--model-dir", default="/tmp/hx-vitb16")
     ap.add_argument("--harness", default="build/harness")

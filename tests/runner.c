@@ -1,5 +1,6 @@
 /* Runs every Check suite (one per tests/test_NAME.c), prints a line per suite and a total,
  * and exits non-zero when anything failed. HX_ONLY=NAME runs one suite. */
+#include "harness/atomicio.h"
 #include "tests/test_util.h"
 
 #include <math.h>
@@ -70,6 +71,16 @@ const char *hx_tmpdir(void)
     snprintf(tmpbuf, sizeof tmpbuf, "%s/XXXXXX", tmproot);
     ck_assert_msg(mkdtemp(tmpbuf) != NULL, "cannot create a folder under %s", tmproot);
     return tmpbuf;
+}
+
+char *hx_slurp(const char *path)
+{
+    uint8_t *t = NULL;
+    size_t n = 0;
+    if (hx_read_file(path, &t, &n))
+        return NULL;
+    t[n] = 0;
+    return (char *)t;
 }
 
 void hx_assert_close(const char *what, const float *a, const float *b, size_t n, double rtol,

@@ -1,4 +1,5 @@
 #include "datasets/datasets.h"
+#include "harness/atomicio.h"
 #include "harness/error.h"
 #include "harness/labelmap.h"
 #include "tests/test_util.h"
@@ -14,18 +15,7 @@
 
 /* ---- building dataset roots from the fixtures ---- */
 
-static void mkdirs(const char *path)
-{
-    char buf[2048];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(buf, 0700);
-            *p = '/';
-        }
-    mkdir(buf, 0700);
-}
+static void mkdirs(const char *path) { ck_assert_msg(hx_mkdirs(path) == 0, "%s", hx_errmsg()); }
 
 /* symlink fixture `rel` to root/dst (folders created); returns 0 when the fixture is absent */
 static int link_fixture(const char *root, const char *dst, const char *rel)
@@ -140,11 +130,13 @@ START_TEST(splits_choose_folders)
     ck_assert_str_eq(hx_errmsg(), "dataset ade150 has no split 'trainval' (splits: val, train)");
 
     /* the ids of VOC's train split come from train.txt */
-    char dir[512], cmd[2048], path[700];
+    char dir[512], path[700];
     snprintf(dir, sizeof dir, "%s", hx_tmpdir());
-    snprintf(cmd, sizeof cmd, "mkdir -p %s/VOCdevkit/VOC2012/JPEGImages %s/VOCdevkit/VOC2012/"
-             "SegmentationClass %s/VOCdevkit/VOC2012/ImageSets/Segmentation", dir, dir, dir);
-    ck_assert_int_eq(system(cmd), 0);
+    const char *sub[] = {"JPEGImages", "SegmentationClass", "ImageSets/Segmentation"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/VOCdevkit/VOC2012/%s", dir, sub[i]);
+        mkdirs(path);
+    }
     snprintf(path, sizeof path, "%s/VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt", dir);
     FILE *f = fopen(path, "w");
     fprintf(f, "2008_000001\n2008_000002\n");

@@ -11,21 +11,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
 /* naive per-class scores over whole label arrays (percent, NaN where undefined) */
 struct naive {
     double iou[256], acc[256], aAcc, mIoU, mAcc;
@@ -75,7 +60,7 @@ static void check_num(const cJSON *j, const char *what, double want)
 
 static cJSON *load_json(const char *path)
 {
-    char *s = slurp(path);
+    char *s = hx_slurp(path);
     ck_assert_msg(s != NULL, "no output %s", path);
     cJSON *j = cJSON_Parse(s);
     ck_assert_msg(j != NULL, "%s is not valid JSON:\n%s", path, s);
@@ -255,14 +240,14 @@ START_TEST(eval_errors_name_the_files)
     snprintf(args, sizeof args, "eval --pred '%s' --gt '%s' --num-classes 3 --out '%s'", pred,
              gt, out);
     ck_assert_int_eq(hx_run_harness(args, NULL, err), 2);
-    char *msg = slurp(err);
+    char *msg = hx_slurp(err);
     ck_assert_msg(strstr(msg, "two.png") && strstr(msg, "missing prediction"), "%s", msg);
     free(msg);
     ck_assert_int_ne(access(out, F_OK), 0);
 
     write_map(pred, "two.png", b, 3, 4);
     ck_assert_int_eq(hx_run_harness(args, NULL, err), 2);
-    msg = slurp(err);
+    msg = hx_slurp(err);
     char p2[700], g2[700];
     snprintf(p2, sizeof p2, "%s/two.png", pred);
     snprintf(g2, sizeof g2, "%s/two.png", gt);
@@ -279,7 +264,7 @@ START_TEST(eval_errors_name_the_files)
         snprintf(cmd, sizeof cmd, "cp '%s' '%s'", rgb, dst);
         ck_assert_int_eq(system(cmd), 0);
         ck_assert_int_eq(hx_run_harness(args, NULL, err), 2);
-        msg = slurp(err);
+        msg = hx_slurp(err);
         ck_assert_msg(strstr(msg, "RGB") && strstr(msg, dst), "%s", msg);
         free(msg);
     }

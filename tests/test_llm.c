@@ -21,21 +21,6 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static char *slurp(const char *path)
-{
-    uint8_t *t = NULL;
-    size_t n = 0;
-    if (hx_read_file(path, &t, &n))
-        return NULL;
-    char *s = realloc(t, n + 1);
-    if (!s) {
-        free(t);
-        return NULL;
-    }
-    s[n] = 0;
-    return s;
-}
-
 static void write_text(const char *path, const char *text)
 {
     ck_assert_int_eq(hx_write_atomic(path, text, strlen(text)), 0);
@@ -783,7 +768,7 @@ START_TEST(client_cache_hits_send_nothing)
     while ((e = readdir(d)))
         if (strlen(e->d_name) > 5 && !strcmp(e->d_name + strlen(e->d_name) - 5, ".json")) {
             snprintf(path, sizeof path, "%s/%s", cache, e->d_name);
-            char *t = slurp(path);
+            char *t = hx_slurp(path);
             char *p = strstr(t, "test-model");
             if (p && strstr(t, ">dog:") && strstr(t, "\"sample\":\t0")) {
                 memcpy(p, "best", 4);
@@ -828,12 +813,9 @@ END_TEST
 /* `harness subclasses ARGS`, stdout to outfile (or /dev/null), stderr to errfile. */
 static int run_cli(const char *args, const char *outfile, const char *errfile)
 {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s subclasses %s >'%s' 2>'%s'", hx_harness_bin(), args,
-             outfile ? outfile : "/dev/null", errfile);
-    int st = system(cmd);
-    ck_assert_msg(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
-    return WEXITSTATUS(st);
+    char full[8192];
+    snprintf(full, sizeof full, "subclasses %s", args);
+    return hx_run_harness(full, outfile, errfile);
 }
 
 /* 1 when any regular file under dir (recursively) contains needle. */
@@ -855,7 +837,7 @@ static int tree_contains(const char *dir, const char *needle, char *where, size_
         if (S_ISDIR(st.st_mode)) {
             found = tree_contains(p, needle, where, cap);
         } else if (S_ISREG(st.st_mode)) {
-            char *t = slurp(p);
+            char *t = hx_slurp(p);
             if (t && strstr(t, needle)) {
                 found = 1;
                 snprintf(where, cap, "%s", p);
@@ -891,7 +873,7 @@ START_TEST(cli_contract)
              cls, mock_llm_url(m), out, dir);
     /* bus keeps failing: exit 1, named on stderr; the file holds the others */
     ck_assert_int_eq(run_cli(args, NULL, err), 1);
-    char *e = slurp(err);
+    char *e = hx_slurp(err);
     ck_assert_ptr_nonnull(strstr(e, "class 'bus' failed: HTTP 500"));
     free(e);
     struct hx_subclasses s;
@@ -903,7 +885,7 @@ START_TEST(cli_contract)
     hx_subclasses_free(&s);
     /* the provenance beside the output: per class endpoint, model, prompt, parameters, raw
      * answers and times */
-    char *p = slurp(prov);
+    char *p = hx_slurp(prov);
     ck_assert_ptr_nonnull(p);
     cJSON *o = cJSON_Parse(p);
     ck_assert_ptr_nonnull(o);
@@ -961,9 +943,8 @@ START_TEST(cli_contract)
         snprintf(args, sizeof args, "%s --no-cache", bad[i]);
         ck_assert_msg(run_cli(args, NULL, err) == 2, "not a usage error: %s", bad[i]);
     }
-    snprintf(args, sizeof args, "%s subclasses --help >'%s' 2>&1", hx_harness_bin(), so);
-    ck_assert_int_eq(system(args), 0);
-    e = slurp(so);
+    ck_assert_int_eq(hx_run_harness("subclasses --help", so, so), 0);
+    e = hx_slurp(so);
     ck_assert_ptr_nonnull(strstr(e, "--max-attempts"));
     ck_assert_ptr_nonnull(strstr(e, "--provenance"));
     free(e);
@@ -994,7 +975,7 @@ START_TEST(cli_key_never_written)
     ck_assert_int_eq(mock_llm_requests(m), 6);
     ck_assert_int_eq(mock_llm_auth_ok(m), 6);
     ck_assert_int_eq(mock_llm_count(m, key), 0);
-    char *e = slurp(err);
+    char *e = hx_slurp(err);
     ck_assert_ptr_nonnull(strstr(e, "cat: sample 0: HTTP 500"));
     free(e);
     char where[2048];
@@ -1011,7 +992,7 @@ START_TEST(cli_key_never_written)
              cls, mock_llm_url(m), dir);
     ck_assert_int_eq(run_cli(args, NULL, err), 1);
     ck_assert_int_eq(mock_llm_requests(m), 7);
-    e = slurp(err);
+    e = hx_slurp(err);
     ck_assert_ptr_nonnull(strstr(e, "HTTP 401"));
     ck_assert_ptr_nonnull(strstr(e, "Incorrect API key provided: Bearer [key]"));
     ck_assert_ptr_null(strstr(e, wrong));
@@ -1073,7 +1054,7 @@ START_TEST(cli_resumes_after_interruption)
     ck_assert_int_eq(s.n, 4);
     check_list(&s, "bus", "bus snonea|bus common|bus snoneb");
     hx_subclasses_free(&s);
-    char *e = slurp(err);
+    char *e = hx_slurp(err);
     ck_assert_ptr_nonnull(strstr(e, "1 request sent, 3 answers from the cache"));
     free(e);
     mock_llm_stop(m);

@@ -262,7 +262,6 @@ START_TEST(labels_are_exact)
             shoot(&s, 0, i % 2 ? HX_SYNTH_VAL : HX_SYNTH_TRAIN, (uint64_t)i, w, h);
             uint8_t *ref = malloc((size_t)w * h);
             ref_labels(&s.sc, w, h, ref);
-            long count[HX_SYNTH_NCLASSES + 1] = {0}, rcount[HX_SYNTH_NCLASSES + 1] = {0};
             for (int p = 0; p < w * h; p++) {
                 int l = s.label[p], k = s.inst[p];
                 ck_assert_int_le(l, HX_SYNTH_NCLASSES);
@@ -282,25 +281,13 @@ START_TEST(labels_are_exact)
                                   hx_synth_texture_name(o->texture), s.rgb[3 * p],
                                   s.rgb[3 * p + 1], s.rgb[3 * p + 2]);
                 }
-                count[l]++;
                 if (ref[p] == 255) {
                     ambiguous++;
                     continue;
                 }
-                rcount[ref[p]]++;
                 ck_assert_msg(ref[p] == l, "%dx%d scene %d pixel (%d,%d): label %d, "
                               "re-rasterised %d", w, h, i, p % w, p / w, l, ref[p]);
                 checked++;
-            }
-            /* the class counts match the re-rasterisation (all of them when no pixel sits
-             * on a boundary, else the unambiguous ones are bounded by them) */
-            long amb_here = 0;
-            for (int p = 0; p < w * h; p++)
-                amb_here += ref[p] == 255;
-            for (int c = 0; c <= HX_SYNTH_NCLASSES; c++) {
-                if (amb_here == 0)
-                    ck_assert_int_eq(rcount[c], count[c]);
-                ck_assert_int_le(rcount[c], count[c]);
             }
             free(ref);
             unshoot(&s);
@@ -395,8 +382,8 @@ START_TEST(render_rejects_bad_sizes)
     struct hx_synth_scene sc;
     uint8_t px[3];
     hx_synth_scene_make(&sc, 0, HX_SYNTH_TRAIN, 0);
-    ck_assert_int_eq(hx_synth_render(&sc, 0, 5, px, NULL, NULL), -4);
-    ck_assert_int_eq(hx_synth_render(&sc, 5, HX_SYNTH_MAX_SIDE + 1, px, NULL, NULL), -4);
+    ck_assert_int_eq(hx_synth_render(&sc, 0, 5, px, NULL, NULL), HX_EINVAL);
+    ck_assert_int_eq(hx_synth_render(&sc, 5, HX_SYNTH_MAX_SIDE + 1, px, NULL, NULL), HX_EINVAL);
     ck_assert_int_eq(hx_synth_render(&sc, 1, 1, px, NULL, NULL), 0);
     enum hx_synth_split sp;
     ck_assert_int_eq(hx_synth_split_parse("val", &sp), 0);
@@ -415,21 +402,6 @@ static int run_synth(const char *args, const char *errfile)
     return hx_run_harness(full, NULL, errfile);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
 START_TEST(command_writes_what_it_says)
 {
     if (access(hx_harness_bin(), X_OK))
@@ -443,13 +415,13 @@ START_TEST(command_writes_what_it_says)
     ck_assert_int_eq(run_synth(args, err), 0);
 
     snprintf(path, sizeof path, "%s/split.txt", out);
-    char *split = slurp(path);
+    char *split = hx_slurp(path);
     ck_assert_ptr_nonnull(split);
     ck_assert_str_eq(split, "val_000002\nval_000003\nval_000004\nval_000005\n");
     free(split);
 
     snprintf(path, sizeof path, "%s/captions.jsonl", out);
-    char *caps = slurp(path);
+    char *caps = hx_slurp(path);
     ck_assert_ptr_nonnull(caps);
     char *line = caps;
     for (int i = 0; i < 4; i++) {
@@ -539,7 +511,7 @@ START_TEST(command_rejects_bad_arguments)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(args, sizeof args, bad[i].args, out);
         ck_assert_msg(run_synth(args, err) == 2, "'%s' did not exit with 2", args);
-        char *msg = slurp(err);
+        char *msg = hx_slurp(err);
         ck_assert_ptr_nonnull(msg);
         ck_assert_msg(strstr(msg, bad[i].field) != NULL, "'%s': message '%s' does not name %s",
                       args, msg, bad[i].field);
@@ -550,13 +522,12 @@ START_TEST(command_rejects_bad_arguments)
     /* an output path that is a file: an input error naming it */
     snprintf(args, sizeof args, "--out %s --split val --count 1", err);
     ck_assert_int_eq(run_synth(args, out), 2);
-    char *msg = slurp(out);
+    char *msg = hx_slurp(out);
     ck_assert_ptr_nonnull(strstr(msg, "err.txt"));
     free(msg);
     /* --help succeeds and documents the files */
-    snprintf(args, sizeof args, "%s synth --help > %s 2>&1", hx_harness_bin(), err);
-    ck_assert_int_eq(system(args), 0);
-    msg = slurp(err);
+    ck_assert_int_eq(hx_run_harness("synth --help", err, err), 0);
+    msg = hx_slurp(err);
     ck_assert_ptr_nonnull(strstr(msg, "captions.jsonl"));
     ck_assert_ptr_nonnull(strstr(msg, "split.txt"));
     free(msg);

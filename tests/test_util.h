@@ -21,8 +21,12 @@ const char *hx_harness_bin(void);
  * not exit fails the test. */
 int hx_run_harness(const char *args, const char *out_file, const char *err_file);
 
-/* A fresh, empty temporary directory for this test (removed at exit). Static storage. */
+/* A fresh, empty temporary directory for this test, under one root per run that is removed
+ * when every test passed (kept, and named, otherwise). Static storage. */
 const char *hx_tmpdir(void);
+
+/* A whole file as a NUL-terminated string (malloc'ed), or NULL when it cannot be read. */
+char *hx_slurp(const char *path);
 
 /* Compare two float arrays: fails the test, printing the first mismatches and the max error,
  * when |a-b| > atol + rtol*|b| anywhere. `what` names the tensor. */
