@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,11 +24,11 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import hxref  # noqa: E402
+from train_synth_clip import generate, load_split  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 TEMPLATES = ["a photo of a {}.", "a photo of the {}.", "a {}.", "a photo of a small {}.",
@@ -56,11 +55,7 @@ def load_model(d):
 
 
 def embed_texts(cfg, w, tok, texts):
-    ids = [tok.encode(t) for t in texts]
-    T = max(len(x) for x in ids)
-    t = torch.zeros(len(ids), T, dtype=torch.int64)
-    for i, x in enumerate(ids):
-        t[i, :len(x)] = torch.tensor(x)
+    t = hxref.pad_ids([tok.encode(t) for t in texts])
     with torch.no_grad():
         return F.normalize(hxref.text_forward(w, cfg, t)["embeds"], dim=-1)
 
@@ -111,16 +106,9 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="synth-val-")
     try:
-        if not os.access(args.harness, os.X_OK):
-            sys.exit("eval_synth_dense: %s is missing; run `make` first" % args.harness)
-        subprocess.run([args.harness, "synth", "--out", tmp, "--split", "val", "--count",
-                        str(args.count), "--seed", str(args.world_seed), "--size",
-                        str(args.size)], check=True)
-        ids = [l.strip() for l in open(os.path.join(tmp, "split.txt")) if l.strip()]
-        imgs = np.stack([np.asarray(Image.open(os.path.join(tmp, "images", i + ".png"))
-                                   .convert("RGB")) for i in ids])
-        gts = np.stack([np.asarray(Image.open(os.path.join(tmp, "labels", i + ".png")))
-                        for i in ids]).astype(np.int64)
+        generate(args.harness, tmp, "val", args.count, args.world_seed, args.size)
+        _, imgs, gts = load_split(tmp)
+        gts = gts.astype(np.int64)
     finally:
         shutil.rmtree(tmp)
 
@@ -164,11 +152,7 @@ def main():
         with torch.no_grad():
             out = hxref.vision_forward(w, cfg, pix[:1], variants=hxref.VARIANTS)
             texts = [TEMPLATES[0].format(nm) for nm in names]
-            ids = [tok.encode(t) for t in texts]
-            T = max(len(x) for x in ids)
-            idt = torch.zeros(len(ids), T, dtype=torch.int64)
-            for i, x in enumerate(ids):
-                idt[i, :len(x)] = torch.tensor(x)
+            idt = hxref.pad_ids([tok.encode(t) for t in texts])
             temb = hxref.text_forward(w, cfg, idt)["embeds"]
         tensors = [("image_embeds", out["image_embeds"][0])]
         tensors += [("dense." + v, out["dense." + v][0]) for v in hxref.VARIANTS]
@@ -185,7 +169,7 @@ def main():
                                                           float(per[i] * 100))
                                                for i in range(n)}}
     print("scenes %d (val, world seed %d, %dx%d), templates %d, %.0fs"
-          % (len(ids), args.world_seed, W, H, len(TEMPLATES), time.time() - t0))
+          % (len(imgs), args.world_seed, W, H, len(TEMPLATES), time.time() - t0))
     print("| variant | super (class names) | max (subclasses) | mean (subclasses) |")
     print("|---|---|---|---|")
     for v in hxref.VARIANTS:

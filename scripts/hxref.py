@@ -382,6 +382,16 @@ def vision_forward(w, cfg, pixels, variants=("vanilla",), rec=None):
     return res
 
 
+def pad_ids(ids):
+    """Token id lists -> [n, T] int64, zero-padded to the longest (the tokens after the end
+    token are never read: the pooled row is the largest id's)."""
+    T = max(len(x) for x in ids)
+    out = torch.zeros(len(ids), T, dtype=torch.int64)
+    for i, x in enumerate(ids):
+        out[i, :len(x)] = torch.tensor(x)
+    return out
+
+
 def text_forward(w, cfg, ids, rec=None):
     """ids [n,T] int64 -> dict "pooled" [n,Dt] (final LN at the largest id) and "embeds"
     [n,E]. With `rec`, stores "embeddings" and "layer<i>" [n,T,Dt]."""

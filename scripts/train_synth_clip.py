@@ -40,7 +40,7 @@ BG_WORDS = {"noise": "noisy", "gradient": "gradient", "stripes": "striped",
 
 def generate(harness, out, split, count, seed, size):
     if not os.access(harness, os.X_OK):
-        sys.exit("train_synth_clip: %s is missing; run `make` first" % harness)
+        sys.exit("%s is missing; run `make` first" % harness)
     cmd = [harness, "synth", "--out", out, "--split", split, "--count", str(count),
            "--seed", str(seed), "--size", str(size)]
     subprocess.run(cmd, check=True)
@@ -239,11 +239,7 @@ def main():
             if c not in tok_cache:
                 tok_cache[c] = tok.encode(c)
             ids.append(tok_cache[c])
-        T = max(len(x) for x in ids)
-        out = torch.zeros(len(ids), T, dtype=torch.int64)
-        for i, x in enumerate(ids):
-            out[i, :len(x)] = torch.tensor(x)
-        return out
+        return hxref.pad_ids(ids)
 
     log = []
     order = rng.permutation(N)
