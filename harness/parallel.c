@@ -6,8 +6,9 @@
 
 #define MAX_THREADS 64
 
-/* Set while this thread runs a chunk: a parallel loop inside a chunk runs on its caller
- * alone, so nested loops never oversubscribe the cores. */
+/* Set while this thread runs a chunk of a loop split over several threads: a parallel loop
+ * inside such a chunk runs on its caller alone, so nested loops never oversubscribe the
+ * cores. */
 static _Thread_local int in_chunk;
 
 int hx_default_threads(void)
@@ -46,6 +47,10 @@ void hx_parallel_for(int n, int threads, void (*fn)(void *ctx, int begin, int en
         t = n;
     if (t > MAX_THREADS)
         t = MAX_THREADS;
+    if (t == 1) { /* not a parallel region: loops inside it may still use the cores */
+        fn(ctx, 0, n);
+        return;
+    }
     struct chunk c[MAX_THREADS];
     pthread_t id[MAX_THREADS];
     int started[MAX_THREADS] = {0};
