@@ -119,7 +119,6 @@ struct point_state {
     const char *fp;    /* the model's fingerprint */
     const struct hx_dataset *d; /* with its split */
     int resumed;
-    int overlays_done;
 };
 
 static void point_state_free(struct point_state *s)
@@ -685,9 +684,6 @@ static int eval_image(struct group *g, int wi, size_t i, struct worker *w)
             return rc;
         if (s->p->save_predictions) {
             char path[1600];
-            snprintf(path, sizeof path, "%s/pred", s->dir);
-            if ((rc = hx_mkdirs(path)))
-                return rc;
             snprintf(path, sizeof path, "%s/pred/", s->dir);
             size_t n = strlen(path);
             for (const char *z = id; *z && n + 5 < sizeof path; z++)
@@ -698,9 +694,6 @@ static int eval_image(struct group *g, int wi, size_t i, struct worker *w)
         }
         if (i < (size_t)s->p->overlays && w->im.px) {
             char path[1600];
-            snprintf(path, sizeof path, "%s/overlays", s->p->output);
-            if ((rc = hx_mkdirs(path)))
-                return rc;
             snprintf(path, sizeof path, "%s/overlays/%03d-%s.png", s->p->output, s->p->index, id);
             for (char *z = path + strlen(s->p->output) + 10; *z; z++)
                 if (*z == '/')
@@ -872,6 +865,14 @@ static int run_group(const struct hx_xp *xp, const struct hx_run_opts *o, int *m
             s->resumed = 1;
             continue;
         }
+        /* the folders the image loop writes into, made once here and not per image */
+        char sub[1400];
+        snprintf(sub, sizeof sub, "%s/pred", s->dir);
+        if (s->p->save_predictions && (rc = hx_mkdirs(sub)))
+            goto done;
+        snprintf(sub, sizeof sub, "%s/overlays", s->p->output);
+        if (s->p->overlays > 0 && (rc = hx_mkdirs(sub)))
+            goto done;
         char unmatched[1024];
         if ((rc = build_bank(s, d, &mo, unmatched, sizeof unmatched)) ||
             (rc = hx_metrics_new(&s->metrics, d->num_classes, d->ignore_index)))

@@ -478,6 +478,14 @@ static int text_table_write(const char *path, const struct text_table *t)
     return 0;
 }
 
+static int text_table_write_locked(const char *path, const struct text_table *t)
+{
+    pthread_mutex_lock(&h5_lock);
+    int rc = text_table_write(path, t);
+    pthread_mutex_unlock(&h5_lock);
+    return rc;
+}
+
 /* Open-addressing index text -> row. */
 struct text_index {
     size_t cap;
@@ -518,6 +526,25 @@ static int index_find(const struct text_index *ix, char *const *texts, const cha
     return -1;
 }
 
+/* The table at path (empty when missing or damaged), with room for n more texts and an index
+ * of its own that will not need to grow while they are added. */
+static int table_load(const char *path, int E, int n, struct text_table *t,
+                      struct text_index *ix)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    pthread_mutex_lock(&h5_lock);
+    text_table_read(path, E, t);
+    pthread_mutex_unlock(&h5_lock);
+    char **grow = realloc(t->texts, sizeof *grow * (size_t)(t->n + n + 1));
+    if (!grow)
+        return HX_ENOMEM;
+    t->texts = grow;
+    int rc = index_build(ix, t->texts, t->n + n);
+    for (int i = 0; !rc && i < t->n; i++)
+        index_insert(ix, t->texts, i);
+    return rc;
+}
+
 int hx_text_cache_embed(const char *cache_dir, const char *fingerprint, int E,
                         hx_text_encode_fn encode, void *ctx, const char *const *texts, int n,
                         float *out, int *computed)
@@ -531,7 +558,6 @@ int hx_text_cache_embed(const char *cache_dir, const char *fingerprint, int E,
     snprintf(dir, sizeof dir, "%s/text", cache_dir);
     if ((rc = hx_mkdirs(dir)))
         return rc;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     snprintf(path, sizeof path, "%s/%s.h5", dir, fingerprint);
     snprintf(lock, sizeof lock, "%s/%s.lock", dir, fingerprint);
     fd = open(lock, O_RDWR | O_CREAT, 0666);
@@ -539,19 +565,9 @@ int hx_text_cache_embed(const char *cache_dir, const char *fingerprint, int E,
         rc = hx_err(HX_EIO, "cannot lock %s: %s", lock, strerror(errno));
         goto done;
     }
-    text_table_read(path, E, &t);
-    /* room for every text being new: the index then never needs to grow */
-    char **grow_t = realloc(t.texts, sizeof *grow_t * (size_t)(t.n + n + 1));
-    if (!grow_t) {
-        rc = HX_ENOMEM;
+    if ((rc = table_load(path, E, n, &t, &ix)))
         goto done;
-    }
-    t.texts = grow_t;
     int old = t.n, m = 0;
-    if ((rc = index_build(&ix, t.texts, t.n + n)))
-        goto done;
-    for (int i = 0; i < old; i++)
-        index_insert(&ix, t.texts, i);
     for (int i = 0; i < n; i++)
         if (index_find(&ix, t.texts, texts[i]) < 0) {
             t.texts[old + m] = strdup(texts[i]);
@@ -570,7 +586,7 @@ int hx_text_cache_embed(const char *cache_dir, const char *fingerprint, int E,
         }
         t.emb = grow_e;
         if ((rc = encode(ctx, (const char *const *)t.texts + old, m, t.emb + (size_t)old * E)) ||
-            (rc = text_table_write(path, &t)))
+            (rc = text_table_write_locked(path, &t)))
             goto done;
     }
     for (int i = 0; i < n; i++) {
@@ -598,17 +614,9 @@ int hx_text_cache_missing(const char *cache_dir, const char *fingerprint, int E,
     struct text_table t;
     struct text_index ix = {0};
     snprintf(path, sizeof path, "%s/text/%s.h5", cache_dir, fingerprint);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    pthread_mutex_lock(&h5_lock);
-    text_table_read(path, E, &t); /* replaced by rename: a read needs no lock file */
-    pthread_mutex_unlock(&h5_lock);
-    char **all = realloc(t.texts, sizeof *all * (size_t)(t.n + n + 1));
-    int rc = all ? 0 : HX_ENOMEM, old = t.n;
-    if (all)
-        t.texts = all;
-    if (!rc && !(rc = index_build(&ix, t.texts, t.n + n))) {
-        for (int i = 0; i < old; i++)
-            index_insert(&ix, t.texts, i);
+    /* the file is replaced by rename: reading it needs no lock file */
+    int rc = table_load(path, E, n, &t, &ix), old = t.n;
+    if (!rc) {
         *missing = 0;
         for (int i = 0; i < n; i++) /* borrowed pointers past old: counted, never freed */
             if (index_find(&ix, t.texts, texts[i]) < 0) {

@@ -83,20 +83,28 @@ static int reserve_entries(struct hx_metrics *m, size_t need)
     return 0;
 }
 
+/* Make room for `need` entries of the per-image start index. */
+static int reserve_starts(struct hx_metrics *m, size_t need)
+{
+    if (need <= m->cap_start)
+        return 0;
+    size_t ncap = next_cap(m->cap_start, need);
+    size_t *np = realloc(m->start, ncap * sizeof(size_t));
+    if (!np)
+        return hx_err(HX_ENOMEM, "out of memory growing the metric image index");
+    m->start = np;
+    m->cap_start = ncap;
+    return 0;
+}
+
 int hx_metrics_append(struct hx_metrics *dst, const struct hx_metrics *src)
 {
     if (dst->num_classes != src->num_classes || dst->ignore_index != src->ignore_index)
         return hx_err(HX_EINVAL, "metrics: appending %d classes (ignore %d) to %d (ignore %d)",
                       src->num_classes, src->ignore_index, dst->num_classes, dst->ignore_index);
-    if (dst->nimg + src->nimg + 1 > dst->cap_start) {
-        size_t ncap = next_cap(dst->cap_start, dst->nimg + src->nimg + 1);
-        size_t *np = realloc(dst->start, ncap * sizeof(size_t));
-        if (!np)
-            return hx_err(HX_ENOMEM, "out of memory growing the metric image index");
-        dst->start = np;
-        dst->cap_start = ncap;
-    }
-    int rc = reserve_entries(dst, dst->nent + src->nent);
+    int rc = reserve_starts(dst, dst->nimg + src->nimg + 1);
+    if (!rc)
+        rc = reserve_entries(dst, dst->nent + src->nent);
     if (rc)
         return rc;
     size_t e = dst->nent;
@@ -141,15 +149,9 @@ int hx_metrics_add(struct hx_metrics *m, const uint8_t *pred, const uint8_t *lab
     int present = 0;
     for (int c = 0; c < C; c++)
         present += hp[c] || hl[c];
-    if (m->nimg + 2 > m->cap_start) {
-        size_t ncap = next_cap(m->cap_start, m->nimg + 2);
-        size_t *np = realloc(m->start, ncap * sizeof(size_t));
-        if (!np)
-            return hx_err(HX_ENOMEM, "out of memory growing the metric image index");
-        m->start = np;
-        m->cap_start = ncap;
-    }
-    int rc = reserve_entries(m, m->nent + (size_t)present);
+    int rc = reserve_starts(m, m->nimg + 2);
+    if (!rc)
+        rc = reserve_entries(m, m->nent + (size_t)present);
     if (rc)
         return rc;
     size_t e = m->nent;

@@ -348,7 +348,6 @@ static int plot_miou_vs_k(const cJSON *sum, const char *path)
     return rc;
 }
 
-/* Per-class IoU bars of the best point, with the first point's as outlines. */
 /* The class names of a point's per_class.csv ("class,name,IoU,Acc" rows), as a JSON array;
  * NULL when the file is unreadable. */
 static cJSON *class_names(const char *csv_path)
