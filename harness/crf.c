@@ -1252,7 +1252,9 @@ fused_phase1(struct fused_ctx *x, const int W, int p0, int p1, float *b)
             for (int l = 0; l < W; l++)
                 t[l] = t[l] - negw * (acc[l] * nr);
         }
-        softmax_one(t, x->q + (size_t)i * W, W <= 2 ? W : L <= W ? L : W, b); /* L <= W */
+        /* fused_width gives W == L when W <= 2: passing the constant W then lets
+         * softmax_one's L == 2 case fold */
+        softmax_one(t, x->q + (size_t)i * W, W <= 2 ? W : L, b);
     }
 }
 

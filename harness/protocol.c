@@ -153,11 +153,16 @@ HX_CLONES static void decide_block(const struct decider *d, float *cls, const fl
 }
 
 /* The area threshold (SCLIP): a foreground class whose argmax area is at most area_thd x the
- * foreground area loses its probability. Sets keep[]; returns whether any class lost it. */
-static int area_keep(const struct hx_dense_params *p, int C, const double *area, float *keep)
+ * foreground area loses its probability. area holds [nchunks][C] per-chunk counts, summed
+ * here into chunk 0. Sets keep[]; returns whether any class lost it. */
+static int area_keep(const struct hx_dense_params *p, int C, int nchunks, double *area,
+                     float *keep)
 {
     double fg = 0;
     int dropped = 0;
+    for (int t = 1; t < nchunks; t++)
+        for (int c = 0; c < C; c++)
+            area[c] += area[(size_t)t * C + c];
     for (int c = 1; c < C; c++)
         fg += area[c];
     keep[0] = 1;
@@ -169,6 +174,10 @@ static int area_keep(const struct hx_dense_params *p, int C, const double *area,
 }
 
 static int uses_area(const struct hx_dense_params *p) { return !p->argmax_cos && p->area_thd >= 0; }
+
+/* Threads for a loop over `work` values: all cores (0) only on large maps, since spawning
+ * costs tens of microseconds. */
+static int par_threads(size_t work) { return work >= (1u << 20) ? 0 : 1; }
 
 struct decide_job {
     struct decider d;
@@ -215,16 +224,12 @@ int hx_dense_decide(const struct hx_dense_params *p, const struct hx_queries *q,
         keep[c] = 1;
     struct decide_job jb = {decider_make(p, q, keep), scores, n, chunk, 0,
                             uses_area(p) ? area : NULL, pred, probs};
-    /* threads only pay off on large maps (spawning costs tens of microseconds) */
-    int threads = (size_t)n * q->bank->n_classes >= (1u << 20) ? 0 : 1;
+    int threads = par_threads((size_t)n * q->bank->n_classes);
     hx_parallel_for(nchunks, threads, decide_range, &jb);
     if ((rc = jb.rc))
         goto done;
     if (uses_area(p)) {
-        for (int t = 1; t < nchunks; t++) /* sum the chunks' areas into chunk 0 */
-            for (int c = 0; c < C; c++)
-                area[c] += area[(size_t)t * C + c];
-        area_keep(p, C, area, keep);
+        area_keep(p, C, nchunks, area, keep);
         jb.area = NULL; /* then decide again */
         hx_parallel_for(nchunks, threads, decide_range, &jb);
         rc = jb.rc;
@@ -428,7 +433,8 @@ struct stream_job {
     const size_t *goff;    /* [nw]: offset of each window's block in grid */
     struct hx_lerp *wx, *wy; /* [nw]: window taps along x (gw -> width) and y (gh -> height) */
     struct hx_lerp ox, oy;   /* view -> output */
-    int N, H, W, out_h, out_w, rows; /* rows: output rows per parallel chunk */
+    int N, W, out_h, out_w, rows; /* rows: output rows per parallel chunk */
+    int wmax;              /* widest window */
     const uint8_t *redo;   /* second pass: rows holding a pixel to decide again, or NULL */
     uint8_t *best;         /* [out_h * out_w] first-pass argmax classes: written, then read */
     uint8_t *pred;
@@ -445,16 +451,16 @@ struct stream_buf {
     int *ohave;    /* [N][2] */
     float *view;   /* [W]: one view row of one name */
     float *scores; /* [N][out_w]: one output row, all names */
-    uint8_t *lab, *bst;
+    uint8_t *lab;  /* [out_w]: second-pass labels */
     float *cls;    /* decide_block's scratch */
 };
 
 HX_CLONES static const float *window_row(const struct stream_job *j, struct stream_buf *b,
-                                         int w, int k, int gy, int wmax)
+                                         int w, int k, int gy)
 {
     const struct hx_dense_feats *f = j->f;
     size_t slot = ((size_t)w * j->N + k) * 2 + (gy & 1);
-    float *t = b->wrow + slot * wmax;
+    float *t = b->wrow + slot * j->wmax;
     if (b->whave[slot] != gy) {
         int gh = f->grid[2 * w], gw = f->grid[2 * w + 1];
         hx_lerp_row(&j->wx[w], j->grid + j->goff[w] + ((size_t)k * gh + gy) * gw, t);
@@ -465,7 +471,7 @@ HX_CLONES static const float *window_row(const struct stream_job *j, struct stre
 
 /* View row y of name k resized along x to the output width. */
 HX_CLONES static const float *output_row(const struct stream_job *j, struct stream_buf *b, int k,
-                                         int y, int wmax)
+                                         int y)
 {
     const struct hx_dense_feats *f = j->f;
     size_t slot = (size_t)k * 2 + (y & 1);
@@ -479,8 +485,8 @@ HX_CLONES static const float *output_row(const struct stream_job *j, struct stre
             continue;
         int yy = y - win->y1, ow = win->x2 - win->x1;
         const struct hx_lerp *ty = &j->wy[w];
-        const float *t0 = window_row(j, b, w, k, ty->i0[yy], wmax);
-        const float *t1 = window_row(j, b, w, k, ty->i1[yy], wmax);
+        const float *t0 = window_row(j, b, w, k, ty->i0[yy]);
+        const float *t1 = window_row(j, b, w, k, ty->i1[yy]);
         float wy0 = ty->l0[yy], wy1 = ty->l1[yy], *o = v + win->x1;
         for (int x = 0; x < ow; x++)
             o[x] += t0[x] * wy0 + t1[x] * wy1;
@@ -502,23 +508,23 @@ HX_CLONES static const float *output_row(const struct stream_job *j, struct stre
 static void stream_buf_free(struct stream_buf *b)
 {
     free(b->wrow), free(b->whave), free(b->orow), free(b->ohave), free(b->view);
-    free(b->scores), free(b->lab), free(b->bst), free(b->cls);
+    free(b->scores), free(b->lab), free(b->cls);
 }
 
-static int stream_buf_init(const struct stream_job *j, struct stream_buf *b, int wmax)
+static int stream_buf_init(const struct stream_job *j, struct stream_buf *b)
 {
     const struct hx_dense_feats *f = j->f;
     size_t nw = (size_t)f->nw, N = (size_t)j->N, ow = (size_t)j->out_w;
     memset(b, 0, sizeof *b);
-    b->wrow = malloc(sizeof(float) * nw * N * 2 * wmax);
+    b->wrow = malloc(sizeof(float) * nw * N * 2 * j->wmax);
     b->whave = malloc(sizeof(int) * nw * N * 2);
     b->orow = malloc(sizeof(float) * N * 2 * ow);
     b->ohave = malloc(sizeof(int) * N * 2);
     b->view = malloc(sizeof(float) * j->W);
     b->scores = malloc(sizeof(float) * N * ow);
-    b->lab = malloc(ow), b->bst = malloc(ow);
+    b->lab = malloc(ow);
     if (!b->wrow || !b->whave || !b->orow || !b->ohave || !b->view || !b->scores || !b->lab ||
-        !b->bst || !(b->cls = decide_scratch(j->d.q))) {
+        !(b->cls = decide_scratch(j->d.q))) {
         stream_buf_free(b);
         return HX_ENOMEM;
     }
@@ -532,13 +538,9 @@ static int stream_buf_init(const struct stream_job *j, struct stream_buf *b, int
 HX_CLONES static void stream_range(void *ctx, int c0, int c1)
 {
     struct stream_job *j = ctx;
-    const struct hx_dense_feats *f = j->f;
-    int wmax = 1, C = j->d.q->n_classes, ow = j->out_w;
-    for (int w = 0; w < f->nw; w++)
-        if (f->win[w].x2 - f->win[w].x1 > wmax)
-            wmax = f->win[w].x2 - f->win[w].x1;
+    int C = j->d.q->n_classes, ow = j->out_w;
     struct stream_buf b;
-    if (stream_buf_init(j, &b, wmax)) {
+    if (stream_buf_init(j, &b)) {
         j->rc = HX_ENOMEM;
         return;
     }
@@ -549,25 +551,24 @@ HX_CLONES static void stream_range(void *ctx, int c0, int c1)
                 continue;
             float wy0 = j->oy.l0[r], wy1 = j->oy.l1[r];
             for (int k = 0; k < j->N; k++) {
-                const float *t0 = output_row(j, &b, k, j->oy.i0[r], wmax);
-                const float *t1 = output_row(j, &b, k, j->oy.i1[r], wmax);
+                const float *t0 = output_row(j, &b, k, j->oy.i0[r]);
+                const float *t1 = output_row(j, &b, k, j->oy.i1[r]);
                 float *o = b.scores + (size_t)k * ow;
                 for (int x = 0; x < ow; x++)
                     o[x] = t0[x] * wy0 + t1[x] * wy1;
             }
             size_t at = (size_t)r * ow;
-            decide_block(&j->d, b.cls, b.scores, (size_t)ow, ow, b.lab, j->best ? b.bst : NULL,
-                         j->area ? j->area + (size_t)c * C : NULL, NULL, 0);
             if (!j->redo) {
-                memcpy(j->pred + at, b.lab, ow);
-                if (j->best)
-                    memcpy(j->best + at, b.bst, ow);
-            } else {
-                /* only the pixels whose first-pass class lost its probability change */
-                for (int x = 0; x < ow; x++)
-                    if (j->d.keep[j->best[at + x]] == 0)
-                        j->pred[at + x] = b.lab[x];
+                decide_block(&j->d, b.cls, b.scores, (size_t)ow, ow, j->pred + at,
+                             j->best ? j->best + at : NULL,
+                             j->area ? j->area + (size_t)c * C : NULL, NULL, 0);
+                continue;
             }
+            /* second pass: only the pixels whose first-pass class lost its probability change */
+            decide_block(&j->d, b.cls, b.scores, (size_t)ow, ow, b.lab, NULL, NULL, NULL, 0);
+            for (int x = 0; x < ow; x++)
+                if (j->d.keep[j->best[at + x]] == 0)
+                    j->pred[at + x] = b.lab[x];
         }
     }
     stream_buf_free(&b);
@@ -606,7 +607,7 @@ static int stream_predict(const struct hx_dense_params *p, const struct hx_queri
     float *rcp = hx_malloc(sizeof(float) * H * W, "window count reciprocals");
     uint8_t *pow2 = hx_malloc(H, "power-of-two rows");
     struct stream_job j = {decider_make(p, q, keep), f, grid, count, rcp, pow2, goff, wt, wt + nw, {0}, {0},
-                           N, H, W, out_h, out_w, rows, NULL, uses_area(p) ? best : NULL, pred,
+                           N, W, out_h, out_w, rows, 1, NULL, uses_area(p) ? best : NULL, pred,
                            uses_area(p) ? area : NULL, 0};
     if (!wt || !keep || !area || !best || !redo || !rcp || !pow2) {
         rc = HX_ENOMEM;
@@ -618,16 +619,16 @@ static int stream_predict(const struct hx_dense_params *p, const struct hx_queri
     if (rc || (rc = hx_lerp_init(&j.ox, W, out_w, 0)) || (rc = hx_lerp_init(&j.oy, H, out_h, 0)))
         goto done;
     count_reciprocals(count, H, W, rcp, pow2);
+    for (int w = 0; w < nw; w++)
+        if (f->win[w].x2 - f->win[w].x1 > j.wmax)
+            j.wmax = f->win[w].x2 - f->win[w].x1;
     for (int c = 0; c < C; c++)
         keep[c] = 1;
-    int threads = (size_t)N * out_h * out_w >= (1u << 20) ? 0 : 1;
+    int threads = par_threads((size_t)N * out_h * out_w);
     hx_parallel_for(nchunks, threads, stream_range, &j);
     if ((rc = j.rc) || !uses_area(p))
         goto done;
-    for (int t = 1; t < nchunks; t++) /* sum the chunks' areas into chunk 0 */
-        for (int c = 0; c < C; c++)
-            area[c] += area[(size_t)t * C + c];
-    if (!area_keep(p, C, area, keep))
+    if (!area_keep(p, C, nchunks, area, keep))
         goto done;
     /* second pass, over the rows holding a pixel whose class lost its probability: with the
      * first-pass class kept, the argmax and its probability cannot change */
@@ -761,9 +762,7 @@ int hx_dense_predict(const struct hx_dense_params *p, const struct hx_queries *q
         rc = HX_ENOMEM;
         goto done;
     }
-    if ((rc = score_windows(p, q, f, goff, grid)))
-        goto done;
-    for (int w = 0; w < f->nw; w++) {
+    for (int w = 0; w < f->nw; w++) { /* coverage first: a bad layout costs no scoring */
         const struct hx_window *win = &f->win[w];
         for (int y = win->y1; y < win->y2; y++)
             for (int x = win->x1; x < win->x2; x++)
@@ -775,6 +774,8 @@ int hx_dense_predict(const struct hx_dense_params *p, const struct hx_queries *q
                         i / W);
             goto done;
         }
+    if ((rc = score_windows(p, q, f, goff, grid)))
+        goto done;
     if (!probs && p->pamr.iters <= 0) {
         rc = stream_predict(p, q, f, grid, count, goff, N, out_h, out_w, pred);
         goto done;
@@ -784,7 +785,7 @@ int hx_dense_predict(const struct hx_dense_params *p, const struct hx_queries *q
         goto done;
     }
     struct maps_job job = {f, grid, count, N, H, W, out_h, out_w, maps, 0};
-    hx_parallel_for(N, (size_t)N * H * W >= (1u << 20) ? 0 : 1, maps_range, &job);
+    hx_parallel_for(N, par_threads((size_t)N * H * W), maps_range, &job);
     if ((rc = job.rc))
         goto done;
     if (p->pamr.iters > 0 && (rc = hx_pamr(guide, 3, out_h, out_w, maps, N, &p->pamr)))

@@ -15,7 +15,8 @@ void hx_score_cos(const float *tok, int n, const float *bank, int m, int e, floa
 }
 
 /* The sum of squares in double over eight interleaved partial sums (a fixed order, so every
- * clone gives the same result): one serial chain of 512 adds was a tenth of a cached sweep. */
+ * clone gives the same result): a single running sum is one long chain of dependent adds,
+ * bound by the add latency rather than its throughput. */
 HX_CLONES static double row_inv_norm(const float *x, int cols)
 {
     double part[8] = {0};
